@@ -1,0 +1,241 @@
+"""Operator commands (SPEC §7): ``flask --app app <command>``."""
+
+import json
+import secrets
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from idp import accounts
+from idp import clients
+from idp.extensions import db
+from idp.models import ROLES
+from idp.models import Client
+from idp.models import Organization
+
+#: Redirect URIs of the demo connectors (SPEC §8).
+ZAPIER_REDIRECTS = ["https://zapier.com/dashboard/auth/oauth/return/App123456CLIAPI/"]
+MAKE_REDIRECTS = [
+    "https://www.make.com/oauth/cb/app",
+    "https://www.integromat.com/oauth/cb/app",
+    "https://eu1.make.com/oauth/cb/app",
+    "https://eu2.make.com/oauth/cb/app",
+    "https://us1.make.com/oauth/cb/app",
+    "https://us2.make.com/oauth/cb/app",
+]
+DEMO_EMAIL = "owner@acme-realty.example"
+
+
+def _org(public_id: str) -> Organization:
+    """The organization with this id, or a usage error."""
+    org = db.session.scalar(select(Organization).where(Organization.public_id == public_id))
+    if org is None:
+        raise click.BadParameter(f"No organization {public_id!r}.")
+    return org
+
+
+@click.command("create-org")
+@click.argument("name")
+def create_org(name):
+    """Create an organization and print its id."""
+    org = accounts.create_org(name)
+    db.session.commit()
+    click.echo(org.public_id)
+
+
+@click.command("suspend-org")
+@click.argument("org_id")
+@click.option("--undo", is_flag=True, help="Lift the suspension instead.")
+def suspend_org(org_id, undo):
+    """Suspend an organization (its tokens stop working) or lift the suspension."""
+    org = _org(org_id)
+    org.suspended = not undo
+    db.session.commit()
+    click.echo(f"{org.public_id} {'active' if undo else 'suspended'}")
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--name", required=True)
+@click.password_option()
+def create_user(email, name, password):
+    """Create a user with an argon2id password hash."""
+    if accounts.find_user(email):
+        raise click.BadParameter(f"{email} already exists.")
+    user = accounts.create_user(email, name, password)
+    db.session.commit()
+    click.echo(user.public_id)
+
+
+@click.command("add-member")
+@click.argument("email")
+@click.argument("org_id")
+@click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
+def add_member(email, org_id, role):
+    """Give a user a role in an organization."""
+    user = accounts.find_user(email)
+    if user is None:
+        raise click.BadParameter(f"No user {email!r}.")
+    accounts.set_membership(user, _org(org_id), role)
+    db.session.commit()
+    click.echo(f"{user.public_id} {role} of {org_id}")
+
+
+@click.command("remove-member")
+@click.argument("email")
+@click.argument("org_id")
+def remove_member(email, org_id):
+    """Remove a user from an organization (their connections there stop working)."""
+    user = accounts.find_user(email)
+    org = _org(org_id)
+    for membership in (user.memberships if user else []):
+        if membership.org_id == org.id:
+            db.session.delete(membership)
+    db.session.commit()
+    click.echo(f"removed {email} from {org_id}")
+
+
+@click.group("client")
+def client_group():
+    """Register and manage connector clients (Zapier, Make, ...)."""
+
+
+@client_group.command("create")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--scopes", default=None, help="Allowed scopes (default: the whole catalogue).")
+@click.option("--default-scopes", default=None, help="Granted when none are requested.")
+@click.option("--org", "orgs", multiple=True, help="Allowlisted organization id (repeatable).")
+@click.option("--code-ttl", type=int, default=None)
+@click.option("--access-token-ttl", type=int, default=None)
+@click.option("--refresh-token-ttl", type=int, default=None)
+def client_create(name, redirect_uris, scopes, default_scopes, orgs, code_ttl,
+                  access_token_ttl, refresh_token_ttl):
+    """Register a client; its secret is printed once and stored only as a digest."""
+    catalogue = current_app.config["IDP_SCOPES"]
+    try:
+        client, secret = clients.create_client(
+            name, list(redirect_uris), scopes or " ".join(catalogue), default_scopes, catalogue,
+            org_allowlist=[_org(o).id for o in orgs], code_ttl=code_ttl,
+            access_token_ttl=access_token_ttl, refresh_token_ttl=refresh_token_ttl,
+        )
+    except clients.ClientError as error:
+        raise click.BadParameter(str(error)) from None
+    db.session.commit()
+    click.echo(json.dumps({"client_id": client.public_id, "client_secret": secret}))
+
+
+@client_group.command("list")
+def client_list():
+    """List clients with their state and redirect URIs."""
+    for client in db.session.scalars(select(Client).order_by(Client.created_at)):
+        state = "enabled" if client.enabled else "disabled"
+        click.echo(f"{client.public_id}\t{client.name}\t{state}\t{' '.join(client.redirect_uris)}")
+
+
+@client_group.command("disable")
+@click.argument("client_id")
+def client_disable(client_id):
+    """Disable a client: authorize shows an error, tokens are refused at once."""
+    _set_enabled(client_id, False)
+
+
+@client_group.command("enable")
+@click.argument("client_id")
+def client_enable(client_id):
+    """Enable a client again."""
+    _set_enabled(client_id, True)
+
+
+def _set_enabled(client_id, enabled):
+    """Shared body of enable/disable."""
+    try:
+        client = clients.get_client(client_id)
+    except clients.ClientError as error:
+        raise click.BadParameter(str(error)) from None
+    clients.set_enabled(client, enabled)
+    db.session.commit()
+    click.echo(f"{client.public_id} {'enabled' if enabled else 'disabled'}")
+
+
+@client_group.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--overlap", type=int, default=None,
+              help="Seconds the old secret keeps working (default IDP_SECRET_OVERLAP_SECONDS).")
+def client_rotate(client_id, overlap):
+    """Print a new secret once; the previous one works for the overlap."""
+    try:
+        client = clients.get_client(client_id)
+    except clients.ClientError as error:
+        raise click.BadParameter(str(error)) from None
+    if overlap is None:
+        overlap = current_app.config["IDP_SECRET_OVERLAP_SECONDS"]
+    secret = clients.rotate_secret(client, overlap)
+    db.session.commit()
+    click.echo(json.dumps({"client_id": client.public_id, "client_secret": secret}))
+
+
+def _demo_client(name, redirects):
+    """Create the demo client or give the existing one a fresh secret (no overlap)."""
+    catalogue = current_app.config["IDP_SCOPES"]
+    client = db.session.scalar(select(Client).where(Client.name == name))
+    if client is None:
+        client, secret = clients.create_client(name, redirects, " ".join(catalogue), None,
+                                               catalogue, actor="seed-demo")
+    else:
+        secret = clients.rotate_secret(client, 0, actor="seed-demo")
+        client.redirect_uris = list(redirects)
+        client.enabled = True
+    return {"client_id": client.public_id, "client_secret": secret,
+            "redirect_uris": list(client.redirect_uris)}
+
+
+def seed_demo() -> dict:
+    """Create (or refresh) the demo org, owner and connectors; return working credentials."""
+    org = db.session.scalar(select(Organization).where(Organization.name == "Acme Realty"))
+    if org is None:
+        org = accounts.create_org("Acme Realty")
+    password = secrets.token_urlsafe(12)
+    user = accounts.find_user(DEMO_EMAIL)
+    if user is None:
+        user = accounts.create_user(DEMO_EMAIL, "Avery Owner", password)
+    else:
+        user.password_hash = accounts.hash_password(password)
+    db.session.flush()
+    accounts.set_membership(user, org, "owner")
+    result = {
+        "user": {"email": user.email, "password": password},
+        "organization": {"id": org.public_id, "name": org.name},
+        "clients": {
+            "zapier": _demo_client("Zapier", ZAPIER_REDIRECTS),
+            "make": _demo_client("Make", MAKE_REDIRECTS),
+        },
+    }
+    db.session.commit()
+    return result
+
+
+@click.command("seed-demo")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+def seed_demo_command(as_json):
+    """Create demo data for clicking through a connect (development mode only)."""
+    if not current_app.config["IDP_DEVELOPMENT"]:
+        raise click.ClickException("seed-demo is refused in production mode.")
+    result = seed_demo()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    issuer = current_app.config["IDP_ISSUER"]
+    click.echo(f"Sign in at {issuer}/login as {result['user']['email']} / "
+               f"{result['user']['password']}")
+    for key, client in result["clients"].items():
+        click.echo(f"{key}: client_id={client['client_id']} "
+                   f"client_secret={client['client_secret']}")
+
+
+def init_app(app):
+    """Register the commands on the app's CLI."""
+    for command in (create_org, suspend_org, create_user, add_member, remove_member,
+                    client_group, seed_demo_command):
+        app.cli.add_command(command)

@@ -1,0 +1,142 @@
+"""Settings: defaults, environment variables, and the production safety check."""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from idp.core.scopes import DEFAULT_SCOPES
+
+#: Every environment variable the IdP reads, with its default (None = derived).
+ENV_DEFAULTS = {
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,
+    "IDP_ISSUER": "http://127.0.0.1:5000",
+    "IDP_CODE_TTL": "60",
+    "IDP_ACCESS_TOKEN_TTL": "3600",
+    "IDP_REFRESH_TOKEN_TTL": str(90 * 24 * 3600),
+    "IDP_REFRESH_GRACE_SECONDS": "60",
+    "IDP_SECRET_OVERLAP_SECONDS": str(24 * 3600),
+    "IDP_ENDED_RETENTION_SECONDS": str(7 * 24 * 3600),
+    "IDP_API_RATE_LIMIT": "600 per minute",
+    "IDP_INTROSPECTION_RATE_LIMIT": "20000 per minute",
+    "IDP_TOKEN_RATE_LIMIT": "300 per minute",
+    "IDP_LOGIN_RATE_LIMIT": "10 per minute",
+    "IDP_LAST_USED_INTERVAL": "60",
+    "IDP_ALLOW_SQLITE": "",
+    "IDP_PROXY_HOPS": "0",
+    "IDP_DB_POOL_SIZE": "5",
+    "IDP_DB_MAX_OVERFLOW": "10",
+    "IDP_DB_POOL_TIMEOUT": "5",
+    "IDP_DB_LOCK_TIMEOUT_MS": "5000",
+    "IDP_LOG_LEVEL": "INFO",
+    "RATELIMIT_STORAGE_URI": "memory://",
+}
+
+#: Values that must never serve as a production SECRET_KEY.
+WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "password"}
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """Raised when the settings are unsafe for the mode the IdP would run in."""
+
+
+def is_loopback_issuer(issuer: str) -> bool:
+    """Development mode exists only for an http issuer on a loopback host."""
+    parts = urlsplit(issuer)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _int(env: dict, name: str) -> int:
+    """Read one integer setting, naming it when it is not a number."""
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of seconds, got {env[name]!r}.") from None
+
+
+def _dev_secret_key(instance_path: str) -> str:
+    """Keep one random development key in the instance folder so restarts keep sessions."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def build_config(instance_path: str, environ=None) -> dict:
+    """Turn environment variables into the Flask config mapping."""
+    env = dict(ENV_DEFAULTS)
+    source = os.environ if environ is None else environ
+    env.update({k: v for k, v in source.items() if k in ENV_DEFAULTS and v != ""})
+    issuer = env["IDP_ISSUER"].rstrip("/")
+    development = is_loopback_issuer(issuer)
+    database_url = env["DATABASE_URL"] or f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
+    secret_key = env["SECRET_KEY"]
+    if secret_key is None and development:
+        secret_key = _dev_secret_key(instance_path)
+    config = {
+        "SECRET_KEY": secret_key,
+        "IDP_DEVELOPMENT": development,
+        "IDP_ISSUER": issuer,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "IDP_CODE_TTL": _int(env, "IDP_CODE_TTL"),
+        "IDP_ACCESS_TOKEN_TTL": _int(env, "IDP_ACCESS_TOKEN_TTL"),
+        "IDP_REFRESH_TOKEN_TTL": _int(env, "IDP_REFRESH_TOKEN_TTL"),
+        "IDP_REFRESH_GRACE_SECONDS": _int(env, "IDP_REFRESH_GRACE_SECONDS"),
+        "IDP_SECRET_OVERLAP_SECONDS": _int(env, "IDP_SECRET_OVERLAP_SECONDS"),
+        "IDP_ENDED_RETENTION_SECONDS": _int(env, "IDP_ENDED_RETENTION_SECONDS"),
+        "IDP_LAST_USED_INTERVAL": _int(env, "IDP_LAST_USED_INTERVAL"),
+        "IDP_API_RATE_LIMIT": env["IDP_API_RATE_LIMIT"],
+        "IDP_INTROSPECTION_RATE_LIMIT": env["IDP_INTROSPECTION_RATE_LIMIT"],
+        "IDP_TOKEN_RATE_LIMIT": env["IDP_TOKEN_RATE_LIMIT"],
+        "IDP_LOGIN_RATE_LIMIT": env["IDP_LOGIN_RATE_LIMIT"],
+        "IDP_ALLOW_SQLITE": env["IDP_ALLOW_SQLITE"].lower() in ("1", "true", "yes"),
+        "IDP_PROXY_HOPS": _int(env, "IDP_PROXY_HOPS"),
+        "IDP_DB_POOL_SIZE": _int(env, "IDP_DB_POOL_SIZE"),
+        "IDP_DB_MAX_OVERFLOW": _int(env, "IDP_DB_MAX_OVERFLOW"),
+        "IDP_DB_POOL_TIMEOUT": _int(env, "IDP_DB_POOL_TIMEOUT"),
+        "IDP_DB_LOCK_TIMEOUT_MS": _int(env, "IDP_DB_LOCK_TIMEOUT_MS"),
+        "IDP_LOG_LEVEL": env["IDP_LOG_LEVEL"].upper(),
+        "IDP_SCOPES": dict(DEFAULT_SCOPES),
+        "RATELIMIT_STORAGE_URI": env["RATELIMIT_STORAGE_URI"],
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": issuer.startswith("https://"),
+        "SESSION_COOKIE_NAME": "fe_idp_session",
+        "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
+    }
+    return config
+
+
+def check_config(config: dict) -> None:
+    """Refuse settings that are unsafe; one clear message per problem (SPEC §7)."""
+    if config["IDP_DEVELOPMENT"]:
+        if not config.get("SECRET_KEY"):
+            raise ConfigError("SECRET_KEY is empty.")
+        return
+    issuer = config["IDP_ISSUER"]
+    if not issuer.startswith("https://"):
+        raise ConfigError(
+            f"IDP_ISSUER must be an https URL outside development (got {issuer!r}); "
+            "development mode exists only for http://127.0.0.1:PORT or http://localhost:PORT."
+        )
+    key = config.get("SECRET_KEY") or ""
+    if len(key) < MIN_SECRET_KEY_LENGTH or key.lower() in WEAK_SECRETS or len(set(key)) < 10:
+        raise ConfigError(
+            f"SECRET_KEY must be a random value of at least {MIN_SECRET_KEY_LENGTH} characters "
+            "in production, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+        )
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and not config["IDP_ALLOW_SQLITE"]:
+        raise ConfigError(
+            "DATABASE_URL points at SQLite outside development; use PostgreSQL "
+            "(postgresql+psycopg://...) or set IDP_ALLOW_SQLITE=1 to accept a single-host SQLite."
+        )

@@ -1,0 +1,95 @@
+"""Make, digest and compare credentials (SPEC §2); all randomness comes from ``secrets``."""
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+
+from cryptography.fernet import Fernet
+from cryptography.fernet import InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+API_KEY_PREFIX = "fe_k_"
+ACCESS_TOKEN_PREFIX = "fe_at_"
+REFRESH_TOKEN_PREFIX = "fe_rt_"
+CLIENT_SECRET_PREFIX = "fe_cs_"
+RESOURCE_SECRET_PREFIX = "fe_rs_"
+
+#: An API key is the prefix and 128 bits as 32 lowercase hex characters.
+API_KEY_PATTERN = re.compile(r"fe_k_[0-9a-f]{32}")
+#: OAuth tokens carry 256 bits as 43 url-safe base64 characters.
+ACCESS_TOKEN_PATTERN = re.compile(r"fe_at_[A-Za-z0-9_-]{43}")
+REFRESH_TOKEN_PATTERN = re.compile(r"fe_rt_[A-Za-z0-9_-]{43}")
+
+
+def new_api_key() -> str:
+    """Return a fresh ``fe_k_`` key with 128 random bits."""
+    return API_KEY_PREFIX + secrets.token_hex(16)
+
+
+def new_access_token() -> str:
+    """Return a fresh ``fe_at_`` token with 256 random bits."""
+    return ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_refresh_token() -> str:
+    """Return a fresh ``fe_rt_`` token with 256 random bits."""
+    return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_authorization_code() -> str:
+    """Return a fresh authorization code with 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def new_client_secret(prefix: str = CLIENT_SECRET_PREFIX) -> str:
+    """Return a fresh client (or resource-server) secret with 256 random bits."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def new_public_id(prefix: str) -> str:
+    """Return a public identifier such as ``con_…``; never a row number."""
+    return prefix + secrets.token_hex(10)
+
+
+def digest(raw: str) -> str:
+    """SHA-256 hex digest: the only form in which a credential is stored."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def same_digest(stored: str | None, raw: str) -> bool:
+    """Compare a presented secret with a stored digest in constant time."""
+    if not stored:
+        return False
+    return hmac.compare_digest(stored, digest(raw))
+
+
+def _sealing_key(secret_key: str, raw_token: str) -> bytes:
+    """Derive a Fernet key from the server secret *and* the presented token.
+
+    Only someone who holds the raw refresh token (and the server) can open what was sealed
+    under it, so a copy of the database alone never yields a usable successor.
+    """
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=hashlib.sha256(secret_key.encode("utf-8")).digest(),
+        info=b"flowestate-idp refresh successor v1",
+    )
+    return base64.urlsafe_b64encode(hkdf.derive(raw_token.encode("utf-8")))
+
+
+def seal(secret_key: str, raw_token: str, payload: dict) -> bytes:
+    """Encrypt a small JSON payload so that only ``raw_token`` can open it again."""
+    return Fernet(_sealing_key(secret_key, raw_token)).encrypt(json.dumps(payload).encode())
+
+
+def unseal(secret_key: str, raw_token: str, sealed: bytes) -> dict | None:
+    """Open what :func:`seal` made, or None if it cannot be opened."""
+    try:
+        return json.loads(Fernet(_sealing_key(secret_key, raw_token)).decrypt(sealed))
+    except (InvalidToken, ValueError):
+        return None

@@ -1,0 +1,88 @@
+"""One place that turns failures into the right response for each kind of endpoint."""
+
+import logging
+
+from flask import jsonify
+from flask import render_template
+from flask import request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from idp.extensions import db
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client should wait after a passing database fault.
+RETRY_AFTER_FAULT = 5
+
+
+def wants_json() -> bool:
+    """API, OAuth and health endpoints answer JSON; pages answer HTML."""
+    path = request.path
+    return path.startswith(("/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect",
+                            "/.well-known/", "/healthz", "/readyz"))
+
+
+def api_error(status: int, code: str, reason: str, message: str, headers=None):
+    """The JSON error body of SPEC §4."""
+    response = jsonify(error={"code": code, "reason": reason, "message": message})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _oauth_json(status: int, error: str, description: str, headers=None):
+    """RFC 6749 §5.2 style body for the OAuth endpoints."""
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _page(status: int, title: str, message: str, headers=None):
+    """The HTML error page."""
+    return render_template("error.html", title=title, message=message), status, headers or {}
+
+
+def rate_limited(error: RateLimitExceeded):
+    """429 with Retry-After; Flask-Limiter adds the X-RateLimit-* headers afterwards."""
+    message = "Too many requests; wait before retrying."
+    if request.path.startswith("/api/"):
+        return api_error(429, "RATE_LIMITED", "rate_limited", message)
+    if wants_json():
+        return _oauth_json(429, "rate_limited", message)
+    return _page(429, "Too many attempts", "Too many attempts. Wait a minute and try again.")
+
+
+def database_unavailable(error):
+    """A passing database fault is 503 + Retry-After, never a 4xx a connector would act on."""
+    log.warning("database unavailable: %s", type(error).__name__)
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone; the pool discards it on its own
+        log.debug("rollback after a database fault failed too")
+    headers = {"Retry-After": str(RETRY_AFTER_FAULT)}
+    message = "The service is briefly unavailable; retry shortly."
+    if request.path.startswith("/api/"):
+        return api_error(503, "UNAVAILABLE", "temporarily_unavailable", message, headers)
+    if wants_json():
+        return _oauth_json(503, "temporarily_unavailable", message, headers)
+    return _page(503, "Briefly unavailable", message, headers)
+
+
+def csrf_failed(error: CSRFError):
+    """A form posted without a valid CSRF token."""
+    return _page(400, "This form has expired", "Go back, reload the page and try again.")
+
+
+def init_app(app):
+    """Register the handlers."""
+    app.register_error_handler(RateLimitExceeded, rate_limited)
+    app.register_error_handler(DBAPIError, database_unavailable)
+    app.register_error_handler(PoolTimeout, database_unavailable)
+    app.register_error_handler(CSRFError, csrf_failed)

@@ -1,0 +1,1 @@
+"""Authlib wiring: the authorization server, its grants and endpoints."""

@@ -1,0 +1,238 @@
+"""Authlib grant subclasses: storage hooks and the connector-safe refresh rules (SPEC §5.2–5.3)."""
+
+import hmac
+import logging
+from datetime import timedelta
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy import update
+
+from idp import audit
+from idp.core import secrets as cs
+from idp.core.clock import utcnow
+from idp.core.credentials import connection_denial
+from idp.core.scopes import join_scope
+from idp.core.scopes import parse_scope
+from idp.extensions import db
+from idp.models import AuthorizationCode
+from idp.models import Connection
+from idp.models import Membership
+from idp.models import RefreshToken
+from idp.oauth.tokens import end_connection
+from idp.oauth.tokens import issue_pair
+from idp.oauth.tokens import lifetimes
+from idp.oauth.tokens import public_body
+
+log = logging.getLogger(__name__)
+
+
+def _s256_matches(verifier: str, challenge: str) -> bool:
+    """RFC 7636 §4.6 S256 comparison, in constant time."""
+    return hmac.compare_digest(create_s256_code_challenge(verifier), challenge)
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only: ``plain`` (and a challenge without a method) is refused."""
+
+    #: RFC 7636 §4.3 makes a missing method mean "plain", which we refuse.
+    DEFAULT_CODE_CHALLENGE_METHOD = "plain"
+    #: Only S256 is accepted (SPEC §5.2).
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": _s256_matches}
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        """Refuse a challenge whose method is absent (plain by default) or not S256."""
+        payload = grant.request.payload.data
+        if payload.get("code_challenge") and not payload.get("code_challenge_method"):
+            raise InvalidRequestError("code_challenge_method must be S256.")
+        return super().validate_code_challenge(grant, redirect_uri)
+
+
+def _connection_refusal(connection: Connection):
+    """Why a connection may no longer obtain tokens, as a Denial, or None."""
+    member = db.session.scalar(
+        select(Membership.id).where(
+            Membership.user_id == connection.user_id, Membership.org_id == connection.org_id
+        )
+    )
+    return connection_denial(
+        ended=connection.ended_at is not None,
+        client_enabled=connection.client.enabled,
+        suspended=connection.organization.suspended,
+        member=member is not None,
+        allowlist=connection.client.org_allowlist or [],
+        org_pk=connection.org_id,
+    )
+
+
+def _client_ip():
+    """The caller's address for audit rows (after ProxyFix, when configured)."""
+    from flask import request
+
+    return request.remote_addr
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    """RFC 6749 §4.1 with single-use codes whose replay ends the connection (§10.5)."""
+
+    #: Confidential clients authenticate with HTTP Basic or the form body.
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def save_authorization_code(self, code, request):
+        """Store the code's digest; the connection was created when the user allowed."""
+        connection = request.user  # the view passes the new Connection as the grant user
+        now = utcnow()
+        life = lifetimes(request.client, current_app.config)
+        data = request.payload.data
+        db.session.add(
+            AuthorizationCode(
+                digest=cs.digest(code),
+                connection_id=connection.id,
+                client_id=request.client.id,
+                redirect_uri=self.redirect_uri or request.payload.redirect_uri,
+                redirect_uri_given=bool(request.payload.redirect_uri),
+                scope=connection.scope,
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                created_at=now,
+                expires_at=now + timedelta(seconds=life.code),
+            )
+        )
+
+    def generate_authorization_code(self):
+        """256 random bits, url-safe (SPEC §2)."""
+        return cs.new_authorization_code()
+
+    def query_authorization_code(self, code, client):
+        """Find the code; a used one is a replay and ends its connection (RFC 6749 §10.5)."""
+        row = db.session.scalar(
+            select(AuthorizationCode).where(AuthorizationCode.digest == cs.digest(code))
+        )
+        if row is None or row.client_id != client.id:
+            return None
+        now = utcnow()
+        if row.used_at is not None:
+            self._punish_replay(row, now)
+            return None
+        if row.expires_at <= now:
+            return None
+        return row
+
+    def _punish_replay(self, row, now):
+        """End the connection the code created, committed on its own before refusing."""
+        end_connection(db.session, row.connection, "code_replay", now, ip=_client_ip())
+        db.session.commit()
+
+    def validate_token_request(self):
+        """RFC 6749 §4.1.3; a redirect_uri sent at the token step must equal the stored one."""
+        super().validate_token_request()
+        code = self.request.authorization_code
+        given = self.request.payload.redirect_uri
+        if given is not None and given != code.redirect_uri:
+            raise InvalidGrantError("redirect_uri does not match the authorization request.")
+
+    def create_token_response(self):
+        """Claim the code atomically, then issue the first pair of the connection."""
+        code = self.request.authorization_code
+        now = utcnow()
+        claimed = db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if claimed != 1:
+            # Another request redeemed it between our read and our write: a replay.
+            db.session.rollback()
+            self._punish_replay(db.session.get(AuthorizationCode, code.id), now)
+            raise InvalidGrantError("The authorization code has already been used.")
+        connection = db.session.get(Connection, code.connection_id)
+        if _connection_refusal(connection):
+            raise InvalidGrantError("This connection can no longer obtain tokens.")
+        connection.activated_at = now
+        life = lifetimes(self.request.client, current_app.config)
+        body, _ = issue_pair(db.session, connection, life, code.scope, code.scope, now)
+        return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """RFC 6749 §6 with rotation, an idempotent grace window and reuse detection (SPEC §5.3)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token):
+        """Find the token by digest and lock its row so only one request rotates it."""
+        if not cs.REFRESH_TOKEN_PATTERN.fullmatch(refresh_token):
+            return None
+        return db.session.scalar(
+            select(RefreshToken)
+            .where(RefreshToken.digest == cs.digest(refresh_token))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    def _validate_token_scope(self, token):
+        """A narrower scope is honoured; spaces or commas separate (RFC 6749 §3.3)."""
+        requested = parse_scope(self.request.payload.scope)
+        if requested and not set(requested) <= set(parse_scope(token.scope)):
+            raise InvalidScopeError("The requested scope exceeds what was granted.")
+
+    def create_token_response(self):
+        """Rotate, replay within the grace window, or end the connection on late reuse."""
+        token = self.request.refresh_token
+        raw = self.request.form.get("refresh_token")
+        client = self.request.client
+        connection = token.connection
+        config = current_app.config
+        life = lifetimes(client, config)
+        now = utcnow()
+        if connection.client_id != client.id:
+            raise InvalidGrantError()
+        if _connection_refusal(connection):
+            raise InvalidGrantError("This connection has ended or is no longer authorised.")
+        if token.expires_at <= now:
+            raise InvalidGrantError("The refresh token has expired.")
+        if token.rotated_at is not None:
+            return self._replay_or_punish(token, raw, connection, life, now)
+        requested = parse_scope(self.request.payload.scope)
+        access_scope = join_scope(requested) if requested else token.scope
+        body, successor = issue_pair(db.session, connection, life, access_scope, token.scope, now)
+        # Previous successors' sealed copies are past use now that a newer rotation exists.
+        db.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.connection_id == connection.id,
+                RefreshToken.sealed_successor.isnot(None),
+                RefreshToken.id != token.id,
+            )
+            .values(sealed_successor=None)
+            .execution_options(synchronize_session=False)
+        )
+        token.rotated_at = now
+        token.successor_id = successor.id
+        token.sealed_successor = cs.seal(config["SECRET_KEY"], raw, body)
+        return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
+
+    def _replay_or_punish(self, token, raw, connection, life, now):
+        """Within the grace window answer the same successor; after it, treat as theft."""
+        if now - token.rotated_at <= timedelta(seconds=life.grace) and token.sealed_successor:
+            body = cs.unseal(current_app.config["SECRET_KEY"], raw, token.sealed_successor)
+            if body is not None:
+                return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
+        db.session.rollback()
+        connection = db.session.get(Connection, connection.id)
+        if end_connection(db.session, connection, "refresh_reuse", now, ip=_client_ip()):
+            audit.record(
+                db.session, "refresh_token_reuse", now, org=connection.organization.public_id,
+                subject=connection.public_id, ip=_client_ip(), client=connection.client.public_id,
+            )
+        db.session.commit()
+        raise InvalidGrantError("This refresh token was already used; the connection is ended.")

@@ -1,0 +1,174 @@
+"""The Authlib authorization server: client lookup, client auth, revocation, introspection."""
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+from flask import current_app
+from flask import request as flask_request
+from sqlalchemy import select
+
+from idp.core import secrets as cs
+from idp.core.clock import epoch
+from idp.core.clock import utcnow
+from idp.core.credentials import Credential
+from idp.core.credentials import authenticate_token
+from idp.core.scopes import join_scope
+from idp.extensions import db
+from idp.models import AccessToken
+from idp.models import Client
+from idp.models import RefreshToken
+from idp.models import ResourceServer
+from idp.oauth.grants import AuthorizationCodeGrant
+from idp.oauth.grants import RefreshTokenGrant
+from idp.oauth.grants import S256CodeChallenge
+from idp.oauth.tokens import end_connection
+
+
+def query_client(client_id):
+    """Find a connector client by its public client_id."""
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session.scalar(select(Client).where(Client.public_id == client_id))
+
+
+class IdpAuthorizationServer(AuthorizationServer):
+    """Authlib's Flask server with our rules for client authentication."""
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Every client-auth failure is 401 invalid_client; a disabled client is refused too.
+
+        A stray ``Authorization: Bearer`` header is not Basic, so Authlib's basic method skips
+        it and the form-body secret decides (Zapier sends both on refresh).
+        """
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as error:
+            error.status_code = 401
+            raise
+        if not client.enabled:
+            raise InvalidClientError(status_code=401, description="This client is disabled.")
+        return client
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207 ``iss`` on every authorization response, success or error."""
+
+    def get_issuer(self):
+        """The configured issuer identifier."""
+        return current_app.config["IDP_ISSUER"]
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009: revoking either token of a connection ends the connection (SPEC §5.4)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        """Look the value up as an access or refresh token by digest; the hint only orders."""
+        models = [AccessToken, RefreshToken]
+        if token_type_hint == "refresh_token":
+            models.reverse()
+        for model in models:
+            row = db.session.scalar(select(model).where(model.digest == cs.digest(token_string)))
+            if row is not None:
+                return row
+        return None
+
+    def authenticate_token(self, request, client):
+        """Other clients' tokens are treated as unknown: 200 and nothing changes."""
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        if token is not None and token.connection.client_id != client.id:
+            return None
+        return token
+
+    def revoke_token(self, token, request):
+        """End the token's connection (all its tokens) and record why."""
+        end_connection(
+            db.session, token.connection, "revoked_by_client", utcnow(),
+            actor=request.client.public_id, ip=flask_request.remote_addr,
+        )
+        db.session.commit()
+
+
+def authenticate_resource_server(headers) -> ResourceServer | None:
+    """HTTP Basic credentials of a registered, enabled resource server, or None."""
+    client_id, secret = extract_basic_authorization(headers)
+    if not client_id or not secret or len(client_id) > 64:
+        return None
+    server = db.session.scalar(select(ResourceServer).where(ResourceServer.public_id == client_id))
+    if server is None or not server.enabled or not cs.same_digest(server.secret_digest, secret):
+        return None
+    return server
+
+
+def introspection_payload(result, issuer: str) -> dict:
+    """RFC 7662 §2.2 body for a core verdict: active claims, or the §4 denial."""
+    if not isinstance(result, Credential):
+        return {"active": False, "denial": result.as_dict()}
+    body = {
+        "active": True,
+        "token_type": "api_key" if result.kind == "api_key" else "access_token",
+        "scope": join_scope(result.scopes),
+        "org_id": result.org_id,
+        "iat": epoch(result.issued_at),
+        "iss": issuer,
+    }
+    if result.expires_at is not None:
+        body["exp"] = epoch(result.expires_at)
+    if result.kind == "api_key":
+        body["key_id"] = result.key_id
+    else:
+        body.update(
+            client_id=result.client_id, sub=result.user_id, username=result.user_email,
+            connection_id=result.connection_id,
+        )
+    return body
+
+
+class Introspection(IntrospectionEndpoint):
+    """RFC 7662 for resource servers only; API keys and access tokens through the same core."""
+
+    SUPPORTED_TOKEN_TYPES = ("access_token", "api_key", "refresh_token")
+
+    def authenticate_endpoint_client(self, request):
+        """Only resource servers may introspect; connector clients get 401 like anyone else."""
+        server = authenticate_resource_server(request.headers)
+        if server is None:
+            raise InvalidClientError(
+                status_code=401, description="Introspection needs resource-server credentials."
+            )
+        request.client = server
+        flask_request.environ["idp.resource_server"] = server.public_id
+        return server
+
+    def create_endpoint_response(self, request):
+        """Judge the token with the shared core and describe the verdict."""
+        self.authenticate_endpoint_client(request)
+        self.check_params(request, None)
+        verdict = authenticate_token(db.session, request.form["token"], utcnow())
+        issuer = current_app.config["IDP_ISSUER"]
+        return 200, introspection_payload(verdict, issuer), [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ]
+
+
+def init_app(app):
+    """Build this app's authorization server with grants, PKCE, RFC 9207 and endpoints."""
+    authorization = IdpAuthorizationServer()
+    authorization.init_app(app, query_client=query_client)
+    authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
+    authorization.register_grant(RefreshTokenGrant)
+    authorization.register_endpoint(Revocation)
+    authorization.register_endpoint(Introspection)
+    authorization.register_extension(Issuer())
+    app.extensions["idp.authorization"] = authorization
+
+
+def server() -> IdpAuthorizationServer:
+    """The current app's authorization server."""
+    return current_app.extensions["idp.authorization"]

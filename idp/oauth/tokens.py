@@ -1,0 +1,123 @@
+"""Token storage: issue access/refresh pairs, end connections. No Flask request inside."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from idp import audit
+from idp.core import secrets as cs
+from idp.core.clock import epoch
+from idp.models import AccessToken
+from idp.models import Client
+from idp.models import Connection
+from idp.models import RefreshToken
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """Seconds each credential lives for one client (SPEC §3; per-client overrides)."""
+
+    code: int
+    access: int
+    refresh: int
+    grace: int
+
+
+def lifetimes(client: Client, config: dict) -> Lifetimes:
+    """Resolve a client's lifetimes against the configured defaults."""
+    return Lifetimes(
+        code=client.code_ttl or config["IDP_CODE_TTL"],
+        access=client.access_token_ttl or config["IDP_ACCESS_TOKEN_TTL"],
+        refresh=client.refresh_token_ttl or config["IDP_REFRESH_TOKEN_TTL"],
+        grace=config["IDP_REFRESH_GRACE_SECONDS"],
+    )
+
+
+def issue_pair(
+    session: Session,
+    connection: Connection,
+    life: Lifetimes,
+    access_scope: str,
+    refresh_scope: str,
+    now: datetime,
+) -> tuple[dict, RefreshToken]:
+    """Create an access and a refresh token for a connection; return the RFC 6749 §5.1 body."""
+    access = cs.new_access_token()
+    refresh = cs.new_refresh_token()
+    access_expires = now + timedelta(seconds=life.access)
+    refresh_expires = now + timedelta(seconds=life.refresh)
+    session.add(
+        AccessToken(
+            digest=cs.digest(access), connection_id=connection.id, scope=access_scope,
+            issued_at=now, expires_at=access_expires,
+        )
+    )
+    refresh_row = RefreshToken(
+        digest=cs.digest(refresh), connection_id=connection.id, scope=refresh_scope,
+        issued_at=now, expires_at=refresh_expires,
+    )
+    session.add(refresh_row)
+    session.flush()
+    body = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": life.access,
+        "refresh_token": refresh,
+        "refresh_expires_in": life.refresh,
+        "scope": access_scope,
+        # Absolute times let a grace-window replay report the remaining lifetimes exactly.
+        "_access_exp": epoch(access_expires),
+        "_refresh_exp": epoch(refresh_expires),
+    }
+    return body, refresh_row
+
+
+def public_body(body: dict, now: datetime) -> dict:
+    """Strip bookkeeping fields and state lifetimes as seconds left from ``now``."""
+    out = {k: v for k, v in body.items() if not k.startswith("_")}
+    out["expires_in"] = max(0, body["_access_exp"] - epoch(now))
+    out["refresh_expires_in"] = max(0, body["_refresh_exp"] - epoch(now))
+    return out
+
+
+def end_connection(
+    session: Session,
+    connection: Connection,
+    reason: str,
+    now: datetime,
+    *,
+    actor: str | None = None,
+    ip: str | None = None,
+) -> bool:
+    """End a connection and so every token of it; True if this call ended it.
+
+    The conditional UPDATE makes two racing enders record one event, not two.
+    """
+    result = session.execute(
+        update(Connection)
+        .where(Connection.id == connection.id, Connection.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    # Sealed successors are useless once the connection is over; drop them at once.
+    session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.connection_id == connection.id,
+            RefreshToken.sealed_successor.isnot(None),
+        )
+        .values(sealed_successor=None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    session.expire(connection)
+    audit.record(
+        session, "connection_ended", now, org=connection.organization.public_id,
+        actor=actor, subject=connection.public_id, ip=ip, reason=reason,
+        client=connection.client.public_id,
+    )
+    return True

@@ -1,0 +1,1 @@
+"""Thin blueprints: auth, oauth, settings, api, health."""

@@ -1,0 +1,220 @@
+"""OAuth 2.0 endpoints (SPEC §5): metadata, authorize + consent, token, revoke, introspect."""
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from flask import Blueprint
+from flask import abort
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from sqlalchemy import select
+
+from idp import accounts
+from idp import audit
+from idp.core import secrets as cs
+from idp.core.clock import utcnow
+from idp.core.scopes import describe
+from idp.core.scopes import parse_scope
+from idp.database import begin_write
+from idp.extensions import csrf
+from idp.extensions import db
+from idp.extensions import limiter
+from idp.forms import ConsentForm
+from idp.models import Client
+from idp.models import Connection
+from idp.oauth.server import server
+
+bp = Blueprint("oauth", __name__)
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata():
+    """RFC 8414 metadata that says exactly what is supported."""
+    issuer = current_app.config["IDP_ISSUER"]
+    return jsonify(
+        issuer=issuer,
+        authorization_endpoint=issuer + "/oauth/authorize",
+        token_endpoint=issuer + "/oauth/token",
+        revocation_endpoint=issuer + "/oauth/revoke",
+        introspection_endpoint=issuer + "/oauth/introspect",
+        scopes_supported=list(current_app.config["IDP_SCOPES"]),
+        response_types_supported=["code"],
+        response_modes_supported=["query"],
+        grant_types_supported=["authorization_code", "refresh_token"],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        introspection_endpoint_auth_methods_supported=["client_secret_basic"],
+        code_challenge_methods_supported=["S256"],
+        authorization_response_iss_parameter_supported=True,
+    )
+
+
+def _error_page(message: str, status: int = 400):
+    """An error page that never redirects (unknown client, bad redirect URI, ...)."""
+    return render_template("error.html", title="This connection request cannot continue",
+                           message=message), status
+
+
+def _precheck():
+    """SPEC §5.2: client and redirect_uri are judged before anything else, signed in or not.
+
+    Returns (client, None) or (None, error page).
+    """
+    args = request.args
+    for name in ("client_id", "redirect_uri"):
+        if len(args.getlist(name)) > 1:
+            return None, _error_page(f"The request repeats the {name} parameter.")
+    client_id = args.get("client_id")
+    client = db.session.scalar(select(Client).where(Client.public_id == client_id)) if (
+        client_id and len(client_id) <= 64) else None
+    if client is None:
+        return None, _error_page("The app asking to connect is not registered with FlowEstate.")
+    if not client.enabled:
+        return None, _error_page(f"{client.name} is currently disabled and cannot connect.")
+    redirect_uri = args.get("redirect_uri")
+    if redirect_uri is None:
+        if client.get_default_redirect_uri() is None:
+            return None, _error_page("The request must say where to return (redirect_uri).")
+    elif not client.check_redirect_uri(redirect_uri):
+        return None, _error_page("The return address in this request is not registered for "
+                                 f"{client.name}.")
+    return client, None
+
+
+def _redirect_with_error(error: OAuth2Error):
+    """Send the error back to the client with state and iss (RFC 6749 §4.1.2.1, RFC 9207)."""
+    params = [("error", error.error)]
+    if error.description:
+        params.append(("error_description", error.description))
+    if request.args.get("state") is not None:
+        params.append(("state", request.args["state"]))
+    params.append(("iss", current_app.config["IDP_ISSUER"]))
+    return redirect(add_params_to_uri(error.redirect_uri, params))
+
+
+def _eligible_orgs(user, client):
+    """Memberships whose organization this client may bind to (not suspended, allowlisted)."""
+    return [
+        m for m in accounts.memberships(user)
+        if not m.organization.suspended
+        and (not client.org_allowlist or m.org_id in client.org_allowlist)
+    ]
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+def authorize():
+    """Authorization code endpoint with sign-in, consent and an organization choice."""
+    client, failure = _precheck()
+    if failure:
+        return failure
+    user = accounts.current_user()
+    if user is None:
+        return redirect(url_for("auth.login", next=request.full_path))
+    try:
+        grant = server().get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return _redirect_with_error(error)
+        return _error_page(error.description or error.error)
+    orgs = _eligible_orgs(user, client)
+    if not orgs:
+        return _error_page(
+            f"None of your organizations can connect {client.name}. Ask an owner of your "
+            "FlowEstate account for access.", 403)
+    form = ConsentForm()
+    form.organization.choices = [(m.organization.public_id, m.organization.name) for m in orgs]
+    scopes = parse_scope(grant.request.scope)
+    if request.method == "POST" and form.validate_on_submit():
+        if request.form.get("decision") != "allow":
+            return server().create_authorization_response(grant_user=None, grant=grant)
+        membership = next(m for m in orgs if m.organization.public_id == form.organization.data)
+        now = utcnow()
+        connection = Connection(
+            public_id=cs.new_public_id("con_"), user_id=user.id, org_id=membership.org_id,
+            client_id=client.id, scope=" ".join(sorted(scopes)), created_at=now,
+        )
+        db.session.add(connection)
+        db.session.flush()
+        audit.record(db.session, "connection_created", now, org=membership.organization.public_id,
+                     actor=user.email, subject=connection.public_id, ip=request.remote_addr,
+                     client=client.public_id, scope=connection.scope)
+        response = server().create_authorization_response(grant_user=connection, grant=grant)
+        db.session.commit()
+        return response
+    if request.method == "POST":
+        abort(400)
+    return render_template(
+        "consent.html", form=form, client=client, user=user,
+        scopes=describe(scopes, current_app.config["IDP_SCOPES"]), orgs=orgs,
+    )
+
+
+def _client_key() -> str:
+    """Token-endpoint rate limits count per client id (Basic or body), else per address."""
+    auth = request.authorization
+    if auth is not None and auth.type == "basic" and auth.username:
+        return "client:" + auth.username[:64]
+    client_id = request.form.get("client_id")
+    return "client:" + client_id[:64] if client_id else "ip:" + (request.remote_addr or "")
+
+
+def _token_limit() -> str:
+    """Requests per client allowed at the token endpoint."""
+    return current_app.config["IDP_TOKEN_RATE_LIMIT"]
+
+
+def _no_store(response):
+    """Token-bearing responses must not be cached (RFC 6749 §5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.post("/oauth/token")
+@csrf.exempt
+@limiter.limit(_token_limit, key_func=_client_key)
+def token():
+    """RFC 6749 §3.2: one write transaction per request; commit only on success."""
+    begin_write(db.session)
+    response = server().create_token_response()
+    if response.status_code == 200:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return _no_store(response)
+
+
+@bp.post("/oauth/revoke")
+@csrf.exempt
+@limiter.limit(_token_limit, key_func=_client_key)
+def revoke():
+    """RFC 7009 revocation; ending a connection commits inside the endpoint."""
+    response = server().create_endpoint_response("revocation")
+    db.session.rollback()
+    return _no_store(response)
+
+
+def _introspection_key() -> str:
+    """Introspection counts against the calling resource server, never the token."""
+    auth = request.authorization
+    if auth is not None and auth.type == "basic" and auth.username:
+        return "rs:" + auth.username[:64]
+    return "ip:" + (request.remote_addr or "")
+
+
+def _introspection_limit() -> str:
+    """Requests per resource server allowed at introspection."""
+    return current_app.config["IDP_INTROSPECTION_RATE_LIMIT"]
+
+
+@bp.post("/oauth/introspect")
+@csrf.exempt
+@limiter.limit(_introspection_limit, key_func=_introspection_key)
+def introspect():
+    """RFC 7662 introspection for resource servers; API keys and access tokens alike."""
+    response = server().create_endpoint_response("introspection")
+    db.session.rollback()
+    return _no_store(response)

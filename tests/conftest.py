@@ -1,0 +1,127 @@
+"""Shared fixtures: a migrated database per test, the real app factory, a live server.
+
+Tests run on SQLite by default. With ``IDP_TEST_DATABASE_URL`` set to a PostgreSQL URL the same
+tests run there instead (the schema is made once by the migrations, and tables are emptied
+between tests).
+"""
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import text
+
+from idp import create_app
+from idp.extensions import db
+from idp.extensions import limiter
+from tests import helpers
+
+PG_URL = os.environ.get("IDP_TEST_DATABASE_URL", "")
+
+#: Settings every test app shares; generous limits so only rate-limit tests meet them.
+BASE_CONFIG = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key-0123456789-abcdefghijklmnop",
+    "IDP_ISSUER": "http://127.0.0.1:5000",
+    "IDP_LOGIN_RATE_LIMIT": "1000 per minute",
+    "IDP_TOKEN_RATE_LIMIT": "100000 per minute",
+    "IDP_API_RATE_LIMIT": "100000 per minute",
+    "IDP_INTROSPECTION_RATE_LIMIT": "100000 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+}
+
+
+def _upgrade(url: str) -> None:
+    """Make the schema with the real migrations."""
+    from flask_migrate import upgrade
+
+    app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    """A migrated SQLite file copied per test, or the migrated PostgreSQL database."""
+    if PG_URL:
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        _upgrade(PG_URL)
+        return PG_URL
+    path = tmp_path_factory.mktemp("template") / "idp.sqlite3"
+    _upgrade(f"sqlite:///{path}")
+    return str(path)
+
+
+@pytest.fixture
+def database_url(template_db, tmp_path):
+    """A clean, migrated database for one test."""
+    if PG_URL:
+        engine = create_engine(PG_URL)
+        with engine.begin() as conn:
+            tables = [
+                r[0] for r in conn.execute(text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                    "AND tablename <> 'alembic_version'"))
+            ]
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return PG_URL
+    path = tmp_path / "idp.sqlite3"
+    shutil.copy(template_db, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def make_app(database_url, tmp_path):
+    """Build apps through the real factory on this test's database."""
+    apps = []
+
+    def factory(**overrides):
+        app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    """The IdP with default test settings and a fresh rate-limit storage."""
+    app = make_app()
+    with app.app_context():
+        limiter.reset()
+    return app
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def demo(app):
+    """The demo seed: user, org, Zapier and Make clients with raw secrets."""
+    from idp.cli import seed_demo
+
+    with app.app_context():
+        return seed_demo()
+
+
+@pytest.fixture
+def live_server(database_url, tmp_path):
+    """A real IdP process (gunicorn) on a free port, on this test's database."""
+    server = helpers.LiveServer(database_url, tmp_path)
+    server.start()
+    yield server
+    server.stop()
