@@ -73,7 +73,12 @@ class LiveServer:
 
     def start(self, timeout: float = 30) -> None:
         """Start gunicorn and wait until /healthz answers."""
-        log = open(self.log_path, "ab")
+        with open(self.log_path, "ab") as log:
+            self._spawn(log)
+        self._wait_healthy(timeout)
+
+    def _spawn(self, log) -> None:
+        """Launch gunicorn writing to ``log`` (the child keeps its own descriptor)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads),
@@ -81,6 +86,9 @@ class LiveServer:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def _wait_healthy(self, timeout: float) -> None:
+        """Poll /healthz until it answers 200, or fail with the server's log."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
