@@ -119,6 +119,15 @@ def demo(app):
 
 
 @pytest.fixture
+def clock():
+    """Move the in-process clock with ``clock.shift(seconds)``; reset after the test."""
+    from idp.core import clock as idp_clock
+
+    yield idp_clock
+    idp_clock.reset()
+
+
+@pytest.fixture
 def live_server(database_url, tmp_path):
     """A real IdP process (gunicorn) on a free port, on this test's database."""
     server = helpers.LiveServer(database_url, tmp_path)
