@@ -79,6 +79,25 @@ def _client_ip():
     return request.remote_addr
 
 
+def _newest_successor(token: RefreshToken, raw: str) -> dict | None:
+    """Open the token's sealed successor and follow the chain to the live one.
+
+    Each seal holds the next raw refresh token, which opens the next seal. If a successor was
+    itself rotated (it is younger, so still within its own window), answering with the stale
+    successor would hand the client a token that later counts as reuse; the newest one is safe.
+    """
+    secret_key = current_app.config["SECRET_KEY"]
+    body = cs.unseal(secret_key, raw, token.sealed_successor)
+    while body is not None:
+        successor = db.session.scalar(
+            select(RefreshToken).where(RefreshToken.digest == cs.digest(body["refresh_token"]))
+        )
+        if successor is None or successor.rotated_at is None or not successor.sealed_successor:
+            return body
+        body = cs.unseal(secret_key, body["refresh_token"], successor.sealed_successor)
+    return None
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     """RFC 6749 §4.1 with single-use codes whose replay ends the connection (§10.5)."""
 
@@ -205,13 +224,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         requested = parse_scope(self.request.payload.scope)
         access_scope = join_scope(requested) if requested else token.scope
         body, successor = issue_pair(db.session, connection, life, access_scope, token.scope, now)
-        # Previous successors' sealed copies are past use now that a newer rotation exists.
+        # Seals whose grace window has passed can never be opened legitimately again.
         db.session.execute(
             update(RefreshToken)
             .where(
                 RefreshToken.connection_id == connection.id,
                 RefreshToken.sealed_successor.isnot(None),
-                RefreshToken.id != token.id,
+                RefreshToken.rotated_at < now - timedelta(seconds=life.grace),
             )
             .values(sealed_successor=None)
             .execution_options(synchronize_session=False)
@@ -222,9 +241,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
 
     def _replay_or_punish(self, token, raw, connection, life, now):
-        """Within the grace window answer the same successor; after it, treat as theft."""
+        """Within the grace window answer the newest successor; after it, treat as theft."""
         if now - token.rotated_at <= timedelta(seconds=life.grace) and token.sealed_successor:
-            body = cs.unseal(current_app.config["SECRET_KEY"], raw, token.sealed_successor)
+            body = _newest_successor(token, raw)
             if body is not None:
                 return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
         db.session.rollback()
