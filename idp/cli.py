@@ -8,9 +8,13 @@ from flask import current_app
 from sqlalchemy import select
 
 from idp import accounts
+from idp import apikeys
 from idp import clients
+from idp import credential_cli
+from idp import resource_servers
 from idp.extensions import db
 from idp.models import ROLES
+from idp.models import ApiKey
 from idp.models import Client
 from idp.models import Organization
 
@@ -25,6 +29,9 @@ MAKE_REDIRECTS = [
     "https://us2.make.com/oauth/cb/app",
 ]
 DEMO_EMAIL = "owner@acme-realty.example"
+#: Names of the demo resource server and API key; a second seed replaces their secrets.
+DEMO_RESOURCE_SERVER = "FlowEstate API (demo)"
+DEMO_KEY_NAME = "Demo key"
 
 
 def _org(public_id: str) -> Organization:
@@ -191,6 +198,32 @@ def _demo_client(name, redirects):
             "redirect_uris": list(client.redirect_uris)}
 
 
+def _demo_resource_server() -> dict:
+    """Register the demo resource server, or give the existing one a fresh secret."""
+    server = resource_servers.find_by_name(DEMO_RESOURCE_SERVER)
+    if server is None:
+        server, secret = resource_servers.create(DEMO_RESOURCE_SERVER, actor="seed-demo")
+    else:
+        secret = resource_servers.rotate_secret(server, actor="seed-demo")
+        server.enabled = True
+    return {"client_id": server.public_id, "client_secret": secret}
+
+
+def _demo_api_key(org, user) -> str:
+    """A fresh all-scopes key of the demo org; an earlier demo key is revoked (raw keys are
+    never kept, so a second seed can only print a new one)."""
+    old = db.session.scalar(
+        select(ApiKey).where(ApiKey.org_id == org.id, ApiKey.name == DEMO_KEY_NAME)
+    )
+    if old is not None:
+        apikeys.revoke(old, actor="seed-demo")
+        db.session.flush()
+    catalogue = current_app.config["IDP_SCOPES"]
+    _key, raw = apikeys.create_key(org, DEMO_KEY_NAME, list(catalogue), catalogue,
+                                   created_by=user, actor="seed-demo")
+    return raw
+
+
 def seed_demo() -> dict:
     """Create (or refresh) the demo org, owner and connectors; return working credentials."""
     org = db.session.scalar(select(Organization).where(Organization.name == "Acme Realty"))
@@ -211,6 +244,8 @@ def seed_demo() -> dict:
             "zapier": _demo_client("Zapier", ZAPIER_REDIRECTS),
             "make": _demo_client("Make", MAKE_REDIRECTS),
         },
+        "resource_server": _demo_resource_server(),
+        "api_key": _demo_api_key(org, user),
     }
     db.session.commit()
     return result
@@ -232,10 +267,14 @@ def seed_demo_command(as_json):
     for key, client in result["clients"].items():
         click.echo(f"{key}: client_id={client['client_id']} "
                    f"client_secret={client['client_secret']}")
+    server = result["resource_server"]
+    click.echo(f"resource server: client_id={server['client_id']} "
+               f"client_secret={server['client_secret']}")
+    click.echo(f"API key: {result['api_key']}")
 
 
 def init_app(app):
     """Register the commands on the app's CLI."""
     for command in (create_org, suspend_org, create_user, add_member, remove_member,
-                    client_group, seed_demo_command):
+                    client_group, seed_demo_command, *credential_cli.COMMANDS):
         app.cli.add_command(command)

@@ -1,38 +1,65 @@
-"""Protect a view of this app with the credential core (SPEC §4), in-process."""
+"""Protect a view of this app with the credential core (SPEC §4, §10), in-process."""
 
+import time
 from functools import wraps
 
+from flask import current_app
 from flask import g
+from flask import jsonify
+from flask import make_response
 from flask import request
 
+from idp import lastused
+from idp import ratelimit
+from idp.core.bearer import Denial
+from idp.core.bearer import denial_parts
+from idp.core.bearer import www_authenticate
 from idp.core.clock import utcnow
-from idp.core.credentials import Denial
+from idp.core.credentials import Credential
 from idp.core.credentials import authenticate
 from idp.core.credentials import require_scopes
-from idp.errors import api_error
 from idp.extensions import db
+from idp.extensions import limiter
+
+__all__ = ["denial_response", "json_response", "require_bearer", "www_authenticate"]
 
 
-def www_authenticate(denial: Denial) -> str:
-    """RFC 6750 §3 challenge for a denial."""
-    value = 'Bearer realm="FlowEstate"'
-    if denial.reason == "insufficient_scope":
-        return value + f', error="insufficient_scope", scope="{" ".join(denial.needed)}"'
-    if denial.presented:
-        return value + ', error="invalid_token"'
-    return value
+def json_response(status: int, body: dict, headers: dict):
+    """A JSON response with extra headers."""
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
 
 
 def denial_response(denial: Denial):
     """The §4 JSON error for a denial, with its WWW-Authenticate header when it has one."""
-    headers = {}
-    if denial.status == 401 or denial.reason == "insufficient_scope":
-        headers["WWW-Authenticate"] = www_authenticate(denial)
-    return api_error(denial.status, denial.code, denial.reason, denial.message, headers)
+    return json_response(*denial_parts(denial))
 
 
-def require_bearer(*scopes: str):
-    """Decorator: judge the bearer with the core, then the scopes; put it on ``g.credential``."""
+def count_request(credential: Credential) -> ratelimit.Usage | None:
+    """Count this request against the credential's own limit (IDP_API_RATE_LIMIT)."""
+    if not limiter.enabled:
+        return None
+    strategy = limiter.limiter
+    if strategy.storage is not limiter.storage:
+        # Flask-Limiter fell back to per-process counters because Redis failed: this limit
+        # protects capacity, not secrets, so it is not counted until Redis is back.
+        return None
+    config = current_app.config
+    return ratelimit.count(
+        strategy, config["IDP_API_RATE_LIMIT"], credential.rate_key,
+        config.get("RATELIMIT_KEY_PREFIX", ""),
+    )
+
+
+def require_bearer(*scopes: str, rate_limit: bool = True):
+    """Decorator: judge the bearer, count it, check scopes; the credential is ``g.credential``.
+
+    The order matters: authentication first, so unknown tokens never spend a real
+    credential's quota; then the rate limit, so a credential that hammers an endpoint it may
+    not use still meets its limit; then the scopes the endpoint needs.
+    """
 
     def decorate(view):
         @wraps(view)
@@ -40,11 +67,21 @@ def require_bearer(*scopes: str):
             result = authenticate(db.session, request.headers.get("Authorization"), utcnow())
             if isinstance(result, Denial):
                 return denial_response(result)
+            g.credential = result
+            usage = count_request(result) if rate_limit else None
+            now = time.time()
+            if usage is not None and not usage.allowed:
+                return json_response(*ratelimit.rate_limited_parts(usage, now))
+            lastused.touch(db.session, result, utcnow(),
+                           current_app.config["IDP_LAST_USED_INTERVAL"], request.remote_addr)
             denial = require_scopes(result, *scopes)
             if denial:
-                return denial_response(denial)
-            g.credential = result
-            return view(*args, **kwargs)
+                response = denial_response(denial)
+            else:
+                response = make_response(view(*args, **kwargs))
+            if usage is not None:
+                response.headers.update(usage.headers(now))
+            return response
 
         return wrapper
 

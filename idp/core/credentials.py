@@ -4,7 +4,6 @@ Lookup and judgement are two steps (find the row by digest, then apply SPEC §4 
 Nothing here touches Flask; the caller passes the session, the clock and the raw value.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.core import secrets as cs
+from idp.core.bearer import MALFORMED
+from idp.core.bearer import MISSING
+from idp.core.bearer import UNKNOWN
+from idp.core.bearer import Denial
+from idp.core.bearer import check_shape
+from idp.core.bearer import denial
+from idp.core.bearer import parse_authorization
 from idp.core.scopes import parse_scope
 from idp.models import AccessToken
 from idp.models import ApiKey
@@ -22,55 +28,12 @@ from idp.models import Membership
 from idp.models import Organization
 from idp.models import User
 
-#: RFC 6750 §2.1 b64token; anything else in the credential position is garbage.
-B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-#: Longer than any credential we issue by a wide margin; past it the value is garbage.
-MAX_TOKEN_LENGTH = 512
-
-#: Plain sentences for each §4 reason; the API copies them into its error bodies.
-MESSAGES = {
-    "missing_authorization": "Send an Authorization header of the form 'Bearer <token>'.",
-    "malformed_authorization": (
-        "The Authorization header is not 'Bearer <token>' with a valid token."
-    ),
-    "unknown_token": "This API key or access token is not recognised.",
-    "token_expired": "This access token has expired; refresh it for a new one.",
-    "token_revoked": "This access token belongs to a connection that has been ended.",
-    "key_inactive": "This API key is disabled.",
-    "key_expired": "This API key has passed its expiration date.",
-    "insufficient_scope": "This credential lacks the scope this endpoint needs.",
-    "client_disabled": "The app that obtained this token has been disabled.",
-    "org_unbound": "This token's organization binding no longer holds.",
-    "org_suspended": "This API key's organization is suspended.",
-}
-
-
-@dataclass(frozen=True)
-class Denial:
-    """Why a bearer was refused: the exact status, code and reason of SPEC §4."""
-
-    status: int
-    reason: str
-    #: True when a credential was presented (RFC 6750 §3 adds error="invalid_token").
-    presented: bool = True
-    #: For insufficient_scope: the scopes the endpoint needs.
-    needed: tuple[str, ...] = ()
-    #: A more specific message key than the reason, when one applies.
-    note: str | None = None
-
-    @property
-    def code(self) -> str:
-        """UNAUTHORIZED or FORBIDDEN, derived from the status."""
-        return "UNAUTHORIZED" if self.status == 401 else "FORBIDDEN"
-
-    @property
-    def message(self) -> str:
-        """One plain sentence for people reading the error."""
-        return MESSAGES[self.note or self.reason]
-
-    def as_dict(self) -> dict:
-        """The ``denial`` object of introspection (SPEC §5.5)."""
-        return {"status": self.status, "code": self.code, "reason": self.reason}
+#: Re-exported so callers judge and parse from one module.
+__all__ = [
+    "MALFORMED", "MISSING", "UNKNOWN", "Credential", "Denial", "authenticate",
+    "authenticate_token", "check_shape", "connection_denial", "parse_authorization",
+    "require_scopes",
+]
 
 
 @dataclass(frozen=True)
@@ -101,30 +64,6 @@ class Credential:
         return self.key_id if self.kind == "api_key" else self.connection_id
 
 
-MISSING = Denial(401, "missing_authorization", presented=False)
-MALFORMED = Denial(401, "malformed_authorization")
-UNKNOWN = Denial(401, "unknown_token")
-
-
-def parse_authorization(header: str | None) -> str | Denial:
-    """Extract the token from an Authorization header value, before any database work."""
-    if header is None:
-        return MISSING
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return MALFORMED
-    return token.strip()
-
-
-def check_shape(token: str) -> Denial | None:
-    """Refuse values that cannot be any credential we issue (SPEC §4 malformed row)."""
-    if len(token) > MAX_TOKEN_LENGTH or not B64TOKEN.fullmatch(token):
-        return MALFORMED
-    if token.startswith(cs.API_KEY_PREFIX) and not cs.API_KEY_PATTERN.fullmatch(token):
-        return MALFORMED
-    return None
-
-
 def authenticate(session: Session, authorization: str | None, now: datetime) -> Credential | Denial:
     """Judge an Authorization header value (or None) at time ``now``."""
     token = parse_authorization(authorization)
@@ -134,9 +73,13 @@ def authenticate(session: Session, authorization: str | None, now: datetime) -> 
 
 
 def authenticate_token(
-    session: Session, token: str, now: datetime, hint: str | None = None
+    session: Session, token: str, now: datetime
 ) -> Credential | Denial:
-    """Judge a raw token value: an ``fe_k_`` API key or an ``fe_at_`` access token."""
+    """Judge a raw token value: an ``fe_k_`` API key or an ``fe_at_`` access token.
+
+    The prefix alone says which table to ask, so each call makes at most one indexed lookup
+    by digest, and a value of no known shape makes none.
+    """
     bad = check_shape(token)
     if bad:
         return bad
@@ -149,7 +92,11 @@ def authenticate_token(
 
 
 def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | Denial:
-    """SPEC §4 for API keys: unknown, disabled, expired (and a suspended organization)."""
+    """SPEC §4 for API keys: unknown, disabled, suspended organization, expired.
+
+    A key belongs to its organization, not to the person who made it: it keeps working when
+    its creator leaves. A suspended organization is an org binding that no longer holds.
+    """
     row = session.execute(
         select(
             ApiKey.id,
@@ -172,11 +119,11 @@ def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | 
     (key_pk, key_id, name, scopes, active, created, expires, last_used, org_id, org_name,
      suspended) = row
     if not active:
-        return Denial(403, "key_inactive")
+        return denial("key_inactive")
     if suspended:
-        return Denial(403, "key_inactive", note="org_suspended")
+        return denial("org_unbound")
     if expires is not None and expires <= now:
-        return Denial(403, "key_expired")
+        return denial("key_expired")
     return Credential(
         kind="api_key",
         org_id=org_id,
@@ -197,11 +144,11 @@ def connection_denial(
 ) -> Denial | None:
     """Whether a connection may still act: SPEC §4 rows shared by bearer use and refresh."""
     if ended:
-        return Denial(401, "token_revoked")
+        return denial("token_revoked")
     if not client_enabled:
-        return Denial(403, "client_disabled")
+        return denial("client_disabled")
     if suspended or not member or (allowlist and org_pk not in allowlist):
-        return Denial(403, "org_unbound")
+        return denial("org_unbound")
     return None
 
 
@@ -245,15 +192,15 @@ def _judge_access_token(session: Session, token: str, now: datetime) -> Credenti
      suspended, user_id, email, user_name, client_id, client_name, enabled, allowlist,
      membership) = row
     if ended_at is not None:
-        return Denial(401, "token_revoked")
+        return denial("token_revoked")
     if expires <= now:
-        return Denial(401, "token_expired")
-    denial = connection_denial(
+        return denial("token_expired")
+    refusal = connection_denial(
         ended=False, client_enabled=enabled, suspended=suspended, member=membership is not None,
         allowlist=allowlist or [], org_pk=org_pk,
     )
-    if denial:
-        return denial
+    if refusal:
+        return refusal
     return Credential(
         kind="oauth",
         org_id=org_id,
@@ -273,8 +220,7 @@ def _judge_access_token(session: Session, token: str, now: datetime) -> Credenti
 
 
 def require_scopes(credential: Credential, *needed: str) -> Denial | None:
-    """Refuse a credential that lacks any of ``needed``; a write scope never implies read."""
-    missing = [s for s in needed if s not in credential.scopes]
-    if missing:
-        return Denial(403, "insufficient_scope", needed=tuple(needed))
+    """Refuse a credential (anything with ``scopes``) lacking any of ``needed``; write ≠ read."""
+    if any(s not in credential.scopes for s in needed):
+        return denial("insufficient_scope", needed=tuple(needed))
     return None

@@ -2,6 +2,7 @@
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -10,6 +11,7 @@ from flask import current_app
 from flask import request as flask_request
 from sqlalchemy import select
 
+from idp import lastused
 from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.core.clock import utcnow
@@ -145,11 +147,26 @@ class Introspection(IntrospectionEndpoint):
         flask_request.environ["idp.resource_server"] = server.public_id
         return server
 
+    def check_params(self, request, client):
+        """``token`` is required and not empty (RFC 7662 §2.1).
+
+        ``token_type_hint`` is accepted and ignored, whatever its value: the token's own
+        prefix says what it is, and §2.1 lets a server that can tell by itself ignore the
+        hint. So a wrong or unknown hint never changes an answer.
+        """
+        if not request.form.get("token"):
+            raise InvalidRequestError(description="The token parameter is required.")
+
     def create_endpoint_response(self, request):
         """Judge the token with the shared core and describe the verdict."""
         self.authenticate_endpoint_client(request)
         self.check_params(request, None)
-        verdict = authenticate_token(db.session, request.form["token"], utcnow())
+        now = utcnow()
+        verdict = authenticate_token(db.session, request.form["token"], now)
+        if isinstance(verdict, Credential):
+            # The caller is a service, not the token's user: record the time of use only and
+            # keep the last address seen directly (by /api/v1/me) as it was.
+            lastused.touch(db.session, verdict, now, current_app.config["IDP_LAST_USED_INTERVAL"])
         issuer = current_app.config["IDP_ISSUER"]
         return 200, introspection_payload(verdict, issuer), [
             ("Content-Type", "application/json"),

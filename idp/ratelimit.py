@@ -1,0 +1,74 @@
+"""Per-credential rate limits (SPEC §10): one counter per API key or connection.
+
+Counting happens only after a bearer is authenticated, so a stranger sending made-up tokens
+cannot spend anyone's quota. The counters live in the storage of a Flask-Limiter instance
+(``memory://`` by default, Redis via ``RATELIMIT_STORAGE_URI``); the IdP's guard and the
+resource-server kit name them the same way, so services sharing a Redis share the counters.
+"""
+
+import logging
+import math
+from dataclasses import dataclass
+
+from limits import parse_many
+
+from idp.core.bearer import RATE_LIMITED_MESSAGE
+from idp.core.bearer import error_body
+
+log = logging.getLogger(__name__)
+
+#: Counter namespace shared by every door that limits per credential.
+SCOPE = "bearer"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where one credential stands against its limit after this request was counted."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    #: Seconds since the epoch when the current window ends.
+    reset_at: int
+
+    def headers(self, now: float) -> dict:
+        """``X-RateLimit-*``, plus ``Retry-After`` (seconds) when over the limit."""
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - now)))
+        return headers
+
+
+def count(strategy, limit_value: str, key: str, prefix: str = "") -> Usage | None:
+    """Count one request of ``key`` against every limit in ``limit_value``.
+
+    Returns the breached limit, else the one with the least room left. Returns None when the
+    counter storage cannot be reached: limits protect capacity, so a Redis outage lets
+    requests through (logged) rather than failing every API call.
+    """
+    identifiers = [part for part in (prefix, SCOPE, key) if part]
+    tightest = None
+    try:
+        for item in sorted(parse_many(limit_value)):
+            allowed = strategy.hit(item, *identifiers)
+            stats = strategy.get_window_stats(item, *identifiers)
+            usage = Usage(allowed, item.amount, max(0, stats.remaining),
+                          math.ceil(stats.reset_time))
+            if not allowed:
+                return usage
+            if tightest is None or usage.remaining < tightest.remaining:
+                tightest = usage
+    except Exception as error:  # any storage failure: count nothing, serve the request
+        log.warning("rate-limit storage unavailable, not counting: %s", type(error).__name__)
+        return None
+    return tightest
+
+
+def rate_limited_parts(usage: Usage, now: float) -> tuple[int, dict, dict]:
+    """Status, JSON body and headers of the §4 429 answer."""
+    body = error_body("RATE_LIMITED", "rate_limited", RATE_LIMITED_MESSAGE)
+    return 429, body, usage.headers(now)
