@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from idp import cli
 from idp import database
 from idp import errors
+from idp import security
 from idp.config import build_config
 from idp.config import check_config
 from idp.extensions import csrf
@@ -17,6 +18,7 @@ from idp.extensions import limiter
 from idp.extensions import migrate
 from idp.oauth import server as oauth_server
 from idp.views import api
+from idp.views import api_keys
 from idp.views import auth
 from idp.views import health
 from idp.views import oauth
@@ -55,7 +57,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     limiter.init_app(app)
     oauth_server.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     cli.init_app(app)
-    for module in (auth, oauth, settings, api, health):
+    for module in (auth, oauth, settings, api_keys, api, health):
         app.register_blueprint(module.bp)
     return app

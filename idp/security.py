@@ -1,0 +1,106 @@
+"""Response headers that keep pages from being framed, sniffed, leaked or injected into."""
+
+import re
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+from flask import current_app
+from flask import request
+from sqlalchemy import select
+
+from idp.extensions import db
+from idp.models import Client
+
+#: The Content-Security-Policy of every response; no inline script or style anywhere.
+POLICY = (
+    ("default-src", "'self'"),
+    ("script-src", "'self'"),
+    ("style-src", "'self'"),
+    ("img-src", "'self' data:"),
+    ("object-src", "'none'"),
+    ("frame-ancestors", "'none'"),
+    ("base-uri", "'none'"),
+)
+#: Headers every response carries (views may set their own first).
+FIXED_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # Authorization codes travel in URLs; never hand them on in a Referer.
+    "Referrer-Policy": "no-referrer",
+}
+#: Pages that may send the browser on to a connector's registered return address.
+AUTHORIZATION_PAGES = ("oauth.authorize", "auth.login")
+#: A host name as it may appear in a CSP source expression.
+_HOST = re.compile(r"[A-Za-z0-9.-]+")
+
+
+def origin_of(uri: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URI, or None if it cannot be a CSP source."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if not _HOST.fullmatch(parts.hostname):
+        return None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+
+
+def _authorization_client_id() -> str | None:
+    """The client_id of the authorization request this page belongs to, if any."""
+    if request.endpoint == "oauth.authorize":
+        return request.args.get("client_id")
+    target = request.values.get("next") or ""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path != "/oauth/authorize":
+        return None
+    values = parse_qs(parts.query).get("client_id")
+    return values[0] if values else None
+
+
+def form_targets() -> list[str]:
+    """Origins a form on this page may be redirected to besides this site.
+
+    Chromium applies ``form-action`` to every redirect that follows a form submission, so the
+    consent form (and sign-in on the way to it) must allow the client's registered return
+    addresses: Allow and Deny both answer with a redirect there (RFC 6749 §4.1.2).
+    """
+    if request.endpoint not in AUTHORIZATION_PAGES:
+        return []
+    client_id = _authorization_client_id()
+    if not client_id or len(client_id) > 64:
+        return []
+    uris = db.session.scalar(
+        select(Client.redirect_uris).where(Client.public_id == client_id, Client.enabled.is_(True))
+    )
+    origins = {origin_of(uri) for uri in uris or []}
+    return sorted(o for o in origins if o)
+
+
+def content_security_policy(extra_form_targets=()) -> str:
+    """The policy string, with ``form-action`` widened to the given origins."""
+    directives = [f"{name} {value}" for name, value in POLICY]
+    directives.append(" ".join(["form-action", "'self'", *extra_form_targets]))
+    return "; ".join(directives)
+
+
+def add_headers(response):
+    """Attach the security headers; a view's own values win."""
+    if "Content-Security-Policy" not in response.headers:
+        # Only a rendered sign-in or consent form needs more; error answers never look it up.
+        page = response.mimetype == "text/html" and response.status_code in (200, 401)
+        targets = form_targets() if page else []
+        response.headers["Content-Security-Policy"] = content_security_policy(targets)
+    for name, value in FIXED_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not current_app.config["IDP_DEVELOPMENT"]:
+        # Production runs on https only (idp.config refuses anything else).
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def init_app(app):
+    """Add the headers to every response of the app."""
+    app.after_request(add_headers)

@@ -1,0 +1,174 @@
+"""Settings -> API Keys: create (raw key shown once), disable, enable, revoke (SPEC §6)."""
+
+from datetime import datetime
+from datetime import time
+
+from flask import Blueprint
+from flask import abort
+from flask import current_app
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from idp import accounts
+from idp import apikeys
+from idp.core.clock import utcnow
+from idp.core.scopes import parse_scope
+from idp.extensions import db
+from idp.forms import ApiKeyForm
+from idp.forms import EmptyForm
+from idp.models import ApiKey
+from idp.views.settings import current_membership
+from idp.views.settings import install
+from idp.views.settings import settings_error
+
+bp = Blueprint("api_keys", __name__, url_prefix="/settings/api-keys")
+install(bp)
+
+#: Shown when the name is taken (by an earlier key, or by a racing create the constraint caught).
+DUPLICATE_NAME = "This organization already has a key with that name; choose another."
+
+
+def managed_membership():
+    """The current organization if the user owns or administers it, else None."""
+    membership = current_membership(accounts.current_user())
+    return membership if accounts.is_manager(membership) else None
+
+
+def forbidden():
+    """Members (and people without an organization) get a polite 403 page."""
+    membership = current_membership(accounts.current_user())
+    if membership is None:
+        message = "You are not a member of any organization yet, so there are no keys to manage."
+    else:
+        message = (f"Only owners and admins of {membership.organization.name} can see and "
+                   "create its API keys. Ask one of them if you need a key.")
+    return settings_error(403, "API keys are managed by owners and admins", message)
+
+
+def new_form() -> ApiKeyForm:
+    """The create form with one choice per scope of the catalogue."""
+    form = ApiKeyForm()
+    form.scopes.choices = list(current_app.config["IDP_SCOPES"])
+    return form
+
+
+def render_list(form: ApiKeyForm, membership, status: int = 200):
+    """The page: create form on top, the organization's keys below."""
+    keys = db.session.scalars(
+        select(ApiKey).where(ApiKey.org_id == membership.org_id)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    )
+    now = utcnow()
+    rows = [(key, apikeys.status(key, now), parse_scope(key.scopes)) for key in keys]
+    return render_template(
+        "api_keys.html", form=form, rows=rows, actions=EmptyForm(),
+        catalogue=current_app.config["IDP_SCOPES"], organization=membership.organization,
+    ), status
+
+
+def valid(form: ApiKeyForm, membership) -> bool:
+    """Check every field at once, including a name already taken in the organization."""
+    ok = form.validate_on_submit()
+    if not form.name.errors and form.name.data and db.session.scalar(
+        select(ApiKey.id).where(ApiKey.org_id == membership.org_id, ApiKey.name == form.name.data)
+    ):
+        form.name.errors = [DUPLICATE_NAME]
+        ok = False
+    return ok
+
+
+@bp.get("")
+def index():
+    """List the current organization's keys with the create form."""
+    membership = managed_membership()
+    if membership is None:
+        return forbidden()
+    return render_list(new_form(), membership)
+
+
+@bp.post("")
+def create():
+    """Create a key and show it once, from this response: never via a redirect or the session."""
+    membership = managed_membership()
+    if membership is None:
+        return forbidden()
+    form = new_form()
+    if not valid(form, membership):
+        return render_list(form, membership, 400)
+    user = accounts.current_user()
+    expires = datetime.combine(form.expires_on.data, time.min) if form.expires_on.data else None
+    try:
+        key, raw = apikeys.create_key(
+            membership.organization, form.name.data, form.scopes.data,
+            current_app.config["IDP_SCOPES"], created_by=user, expires_at=expires,
+            actor=user.email, ip=request.remote_addr,
+        )
+        db.session.commit()
+    except apikeys.ApiKeyError as error:
+        db.session.rollback()
+        form.name.errors = [str(error)]
+        return render_list(form, membership, 400)
+    except IntegrityError:
+        # Two people created the same name at the same moment; the constraint settled it.
+        db.session.rollback()
+        form.name.errors = [DUPLICATE_NAME]
+        return render_list(form, membership, 400)
+    response = current_app.make_response(
+        (render_template("api_key_created.html", key=key, raw=raw), 201)
+    )
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _managed_key(public_id: str) -> ApiKey:
+    """A key of an organization the user manages, or 404 whatever the reason."""
+    user = accounts.current_user()
+    for membership in accounts.memberships(user):
+        if accounts.is_manager(membership):
+            key = apikeys.find_key(membership.organization, public_id)
+            if key is not None:
+                return key
+    abort(404)
+
+
+def _set_active(public_id: str, active: bool):
+    """Disable or enable a key, then back to the list."""
+    key = _managed_key(public_id)
+    apikeys.set_active(key, active, actor=accounts.current_user().email, ip=request.remote_addr)
+    db.session.commit()
+    flash(f"The key {key.name!r} is {'enabled' if active else 'disabled'}.")
+    return redirect(url_for("api_keys.index"))
+
+
+@bp.post("/<public_id>/disable")
+def disable(public_id):
+    """Stop a key at once (403 key_inactive) without losing it."""
+    return _set_active(public_id, False)
+
+
+@bp.post("/<public_id>/enable")
+def enable(public_id):
+    """Let a disabled key work again."""
+    return _set_active(public_id, True)
+
+
+@bp.get("/<public_id>/revoke")
+def confirm_revoke(public_id):
+    """Ask before deleting a key for good; works without JavaScript."""
+    return render_template("confirm_revoke.html", key=_managed_key(public_id), form=EmptyForm())
+
+
+@bp.post("/<public_id>/revoke")
+def revoke(public_id):
+    """Delete a key for good (401 unknown_token afterwards)."""
+    key = _managed_key(public_id)
+    name = key.name
+    apikeys.revoke(key, actor=accounts.current_user().email, ip=request.remote_addr)
+    db.session.commit()
+    flash(f"The key {name!r} is revoked and can no longer be used.")
+    return redirect(url_for("api_keys.index"))

@@ -1,0 +1,139 @@
+"""Every page passes axe-core (no serious or critical issue) at desktop and phone width.
+
+The same walk saves the screenshots the README shows (docs/screenshots/).
+"""
+
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from idp import accounts
+from idp import apikeys
+from idp.core.clock import utcnow
+from idp.extensions import db
+from idp.models import Organization
+from tests.browser.support import DESKTOP
+from tests.browser.support import PHONE
+from tests.browser.support import axe_serious
+from tests.browser.support import screenshot
+from tests.browser.support import sign_in
+from tests.helpers import authorize_params
+from tests.helpers import http_connect
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
+
+MEMBER = {"email": "morgan@acme-realty.example", "password": "member-password-42"}
+
+
+def seed(app, demo):
+    """A second org, a plain member, keys in every state."""
+    with app.app_context():
+        org = db.session.scalar(select(Organization).where(Organization.public_id ==
+                                                           demo["organization"]["id"]))
+        owner = accounts.find_user(demo["user"]["email"])
+        other = accounts.create_org("Harbor Homes")
+        accounts.set_membership(owner, other, "admin")
+        member = accounts.create_user(MEMBER["email"], "Morgan Member", MEMBER["password"])
+        db.session.flush()
+        accounts.set_membership(member, org, "member")
+        catalogue = app.config["IDP_SCOPES"]
+        keys = {}
+        for name, scopes in (("Zapier lead sync", ["leads:read", "leads:write"]),
+                             ("Nightly export", ["contacts:read", "properties:read"]),
+                             ("Old importer", ["tasks:write"])):
+            keys[name], _ = apikeys.create_key(org, name, scopes, catalogue, created_by=owner,
+                                               expires_at=utcnow() + timedelta(days=30),
+                                               actor=owner.email)
+        keys["Nightly export"].active = False
+        keys["Old importer"].expires_at = utcnow() - timedelta(days=1)
+        db.session.commit()
+        return keys["Zapier lead sync"].public_id
+
+
+def connect(server, demo, user, scope):
+    """A live connection made over plain HTTP by ``user`` (code redeemed, token used)."""
+    zapier = demo["clients"]["zapier"]
+    with requests.Session() as http:
+        query = http_connect(server.url, {**demo, "user": user}, session=http, scope=scope)
+    tokens = requests.post(server.url + "/oauth/token", data={
+        "grant_type": "authorization_code", "code": query["code"],
+        "redirect_uri": zapier["redirect_uris"][0], "client_id": zapier["client_id"],
+        "client_secret": zapier["client_secret"]}, timeout=10).json()
+    requests.get(server.url + "/api/v1/me", timeout=10,
+                 headers={"Authorization": "Bearer " + tokens["access_token"]})
+
+
+def check(page, name, problems):
+    """axe at both widths, one h1, the landmarks; screenshots at both widths."""
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        found = axe_serious(page)
+        if found:
+            problems[f"{name} ({label})"] = found
+        screenshot(page, f"{name}-{label}")
+    assert page.locator("h1").count() == 1, f"{name}: not exactly one h1"
+    assert page.locator("main").count() == 1 and page.locator("header").count() >= 1, name
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea')].filter(
+        el => !el.id || !document.querySelector(`label[for="${el.id}"]`)).map(el => el.name)""")
+    assert unlabeled == [], f"{name}: inputs without <label for>: {unlabeled}"
+    page.set_viewport_size(DESKTOP)
+
+
+def test_every_page_is_accessible(browser, app, live_server, demo):
+    server = live_server
+    key_id = seed(app, demo)
+    connect(server, demo, demo["user"], "leads:read leads:write contacts:read")
+    connect(server, demo, MEMBER, "properties:read tasks:read")
+    problems = {}
+    # Injected axe-core is an inline script to the page's CSP; bypass it for this pass only.
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    page = context.new_page()
+
+    page.goto(server.url + "/login")
+    check(page, "sign-in", problems)
+
+    consent = "/oauth/authorize?" + urlencode(authorize_params(
+        demo["clients"]["make"], scope="leads:read contacts:write"))
+    sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"], path=consent)
+    assert page.get_by_role("button", name="Allow").is_visible()
+    check(page, "consent", problems)
+
+    page.goto(server.url + "/oauth/authorize?response_type=code&client_id=nope")
+    check(page, "error", problems)
+
+    page.goto(server.url + "/settings/connected-apps")
+    assert page.locator("li.connection").count() == 2
+    check(page, "connected-apps", problems)
+    page.locator("li.connection").first.get_by_role("link", name="Disconnect").click()
+    check(page, "disconnect-confirm", problems)
+
+    page.goto(server.url + "/settings/api-keys")
+    check(page, "api-keys", problems)
+    page.get_by_label("Name").fill("Zapier lead sync")
+    page.get_by_role("button", name="Create API key").click()
+    assert page.get_by_text("already has a key with that name").is_visible()
+    assert page.get_by_text("Choose at least one scope.").is_visible()
+    check(page, "api-keys-invalid", problems)
+
+    page.get_by_label("Name").fill("Website forms")
+    page.get_by_label("leads:write").check()
+    page.get_by_role("button", name="Create API key").click()
+    check(page, "api-key-created", problems)
+
+    page.goto(server.url + f"/settings/api-keys/{key_id}/revoke")
+    check(page, "revoke-confirm", problems)
+    context.close()
+
+    member = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    page = member.new_page()
+    sign_in(page, server.url, MEMBER["email"], MEMBER["password"], path="/settings/api-keys")
+    assert page.get_by_role("heading", level=1).inner_text() == (
+        "API keys are managed by owners and admins")
+    check(page, "forbidden", problems)
+    member.close()
+
+    assert problems == {}
