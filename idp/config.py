@@ -1,9 +1,13 @@
 """Settings: defaults, environment variables, and the production safety check."""
 
+import logging
 import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import click
+from limits import parse_many
 
 from idp.core.scopes import DEFAULT_SCOPES
 
@@ -30,8 +34,24 @@ ENV_DEFAULTS = {
     "IDP_DB_POOL_TIMEOUT": "5",
     "IDP_DB_LOCK_TIMEOUT_MS": "5000",
     "IDP_LOG_LEVEL": "INFO",
+    "IDP_LOG_FORMAT": "text",
     "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_KEY_PREFIX": "idp",
 }
+
+#: Settings that are lifetimes and must be positive.
+POSITIVE_SECONDS = (
+    "IDP_CODE_TTL", "IDP_ACCESS_TOKEN_TTL", "IDP_REFRESH_TOKEN_TTL", "IDP_ENDED_RETENTION_SECONDS",
+)
+#: Settings that are rate limits in the ``limits`` notation ("600 per minute").
+RATE_LIMITS = (
+    "IDP_API_RATE_LIMIT", "IDP_INTROSPECTION_RATE_LIMIT", "IDP_TOKEN_RATE_LIMIT",
+    "IDP_LOGIN_RATE_LIMIT",
+)
+#: Log output formats: one human-readable line, or one JSON object per line.
+LOG_FORMATS = ("text", "json")
+#: Seconds a rate-limit counter call may take before the store counts as down.
+COUNTER_STORE_TIMEOUT = 0.5
 
 #: Values that must never serve as a production SECRET_KEY.
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "password"}
@@ -39,8 +59,12 @@ WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test",
 MIN_SECRET_KEY_LENGTH = 32
 
 
-class ConfigError(RuntimeError):
-    """Raised when the settings are unsafe for the mode the IdP would run in."""
+class ConfigError(click.ClickException, RuntimeError):
+    """Raised when the settings are unsafe for the mode the IdP would run in.
+
+    A ClickException so ``flask`` prints just the message; a RuntimeError so gunicorn's
+    arbiter does the same when the check runs in its ``on_starting`` hook.
+    """
 
 
 def is_loopback_issuer(issuer: str) -> bool:
@@ -54,7 +78,23 @@ def _int(env: dict, name: str) -> int:
     try:
         return int(env[name])
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number of seconds, got {env[name]!r}.") from None
+        raise ConfigError(f"{name} must be a whole number, got {env[name]!r}.") from None
+
+
+def database_url(url: str) -> str:
+    """Send bare PostgreSQL URLs to psycopg 3, the driver we ship (psycopg2 is not installed)."""
+    for bare in ("postgres://", "postgresql://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare):]
+    return url
+
+
+def counter_store_options(uri: str) -> dict:
+    """Short socket timeouts, so an unreachable Redis costs milliseconds, not a request."""
+    if uri.startswith(("redis://", "rediss://", "redis+")):
+        return {"socket_timeout": COUNTER_STORE_TIMEOUT,
+                "socket_connect_timeout": COUNTER_STORE_TIMEOUT}
+    return {}
 
 
 def _dev_secret_key(instance_path: str) -> str:
@@ -76,7 +116,7 @@ def build_config(instance_path: str, environ=None) -> dict:
     env.update({k: v for k, v in source.items() if k in ENV_DEFAULTS and v != ""})
     issuer = env["IDP_ISSUER"].rstrip("/")
     development = is_loopback_issuer(issuer)
-    database_url = env["DATABASE_URL"] or f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}"
+    url = database_url(env["DATABASE_URL"] or f"sqlite:///{Path(instance_path) / 'idp.sqlite3'}")
     secret_key = env["SECRET_KEY"]
     if secret_key is None and development:
         secret_key = _dev_secret_key(instance_path)
@@ -84,7 +124,7 @@ def build_config(instance_path: str, environ=None) -> dict:
         "SECRET_KEY": secret_key,
         "IDP_DEVELOPMENT": development,
         "IDP_ISSUER": issuer,
-        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_DATABASE_URI": url,
         "IDP_CODE_TTL": _int(env, "IDP_CODE_TTL"),
         "IDP_ACCESS_TOKEN_TTL": _int(env, "IDP_ACCESS_TOKEN_TTL"),
         "IDP_REFRESH_TOKEN_TTL": _int(env, "IDP_REFRESH_TOKEN_TTL"),
@@ -103,8 +143,16 @@ def build_config(instance_path: str, environ=None) -> dict:
         "IDP_DB_POOL_TIMEOUT": _int(env, "IDP_DB_POOL_TIMEOUT"),
         "IDP_DB_LOCK_TIMEOUT_MS": _int(env, "IDP_DB_LOCK_TIMEOUT_MS"),
         "IDP_LOG_LEVEL": env["IDP_LOG_LEVEL"].upper(),
+        "IDP_LOG_FORMAT": env["IDP_LOG_FORMAT"].lower(),
         "IDP_SCOPES": dict(DEFAULT_SCOPES),
         "RATELIMIT_STORAGE_URI": env["RATELIMIT_STORAGE_URI"],
+        "RATELIMIT_STORAGE_OPTIONS": counter_store_options(env["RATELIMIT_STORAGE_URI"]),
+        "RATELIMIT_KEY_PREFIX": env["RATELIMIT_KEY_PREFIX"],
+        # When Redis fails, Flask-Limiter counts in this process instead (idp/counters.py
+        # decides per limit whether that or nothing applies) and never turns the failure
+        # into an error response.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_HEADERS_ENABLED": True,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -117,8 +165,31 @@ def build_config(instance_path: str, environ=None) -> dict:
     return config
 
 
+def _check_values(config: dict) -> None:
+    """Settings that are wrong in any mode: lifetimes, rate limits, log settings."""
+    for name in POSITIVE_SECONDS:
+        if config[name] <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds, got {config[name]}.")
+    if config["IDP_REFRESH_GRACE_SECONDS"] < 0:
+        raise ConfigError("IDP_REFRESH_GRACE_SECONDS must not be negative.")
+    for name in RATE_LIMITS:
+        try:
+            parse_many(config[name])
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a rate such as '600 per minute', got {config[name]!r}."
+            ) from None
+    if not isinstance(logging.getLevelName(config["IDP_LOG_LEVEL"]), int):
+        raise ConfigError(
+            f"IDP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {config['IDP_LOG_LEVEL']!r}."
+        )
+    if config["IDP_LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"IDP_LOG_FORMAT must be text or json, got {config['IDP_LOG_FORMAT']!r}.")
+
+
 def check_config(config: dict) -> None:
     """Refuse settings that are unsafe; one clear message per problem (SPEC §7)."""
+    _check_values(config)
     if config["IDP_DEVELOPMENT"]:
         if not config.get("SECRET_KEY"):
             raise ConfigError("SECRET_KEY is empty.")

@@ -18,6 +18,7 @@ from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.scopes import describe
 from idp.core.scopes import parse_scope
+from idp.counters import fail_open
 from idp.database import begin_write
 from idp.extensions import csrf
 from idp.extensions import db
@@ -175,7 +176,7 @@ def _no_store(response):
 
 @bp.post("/oauth/token")
 @csrf.exempt
-@limiter.limit(_token_limit, key_func=_client_key)
+@limiter.limit(_token_limit, key_func=_client_key, exempt_when=fail_open)
 def token():
     """RFC 6749 §3.2: one write transaction per request; commit only on success."""
     begin_write(db.session)
@@ -189,7 +190,7 @@ def token():
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
-@limiter.limit(_token_limit, key_func=_client_key)
+@limiter.limit(_token_limit, key_func=_client_key, exempt_when=fail_open)
 def revoke():
     """RFC 7009 revocation; ending a connection commits inside the endpoint."""
     response = server().create_endpoint_response("revocation")
@@ -212,7 +213,7 @@ def _introspection_limit() -> str:
 
 @bp.post("/oauth/introspect")
 @csrf.exempt
-@limiter.limit(_introspection_limit, key_func=_introspection_key)
+@limiter.limit(_introspection_limit, key_func=_introspection_key, exempt_when=fail_open)
 def introspect():
     """RFC 7662 introspection for resource servers; API keys and access tokens alike."""
     response = server().create_endpoint_response("introspection")
