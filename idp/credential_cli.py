@@ -9,6 +9,7 @@ from datetime import time
 
 import click
 from flask import current_app
+from flask.cli import AppGroup
 from sqlalchemy import select
 
 from idp import accounts
@@ -42,7 +43,7 @@ def _stamp(moment: datetime | None) -> str:
     return moment.isoformat(sep=" ", timespec="seconds") if moment else "-"
 
 
-@click.group("api-key")
+@click.group("api-key", cls=AppGroup)
 def api_key_group():
     """Create and manage organization API keys."""
 
@@ -123,7 +124,7 @@ def api_key_revoke(key_id):
     click.echo(f"{public_id} revoked")
 
 
-@click.group("resource-server")
+@click.group("resource-server", cls=AppGroup)
 def resource_server_group():
     """Register the services that may call introspection."""
 

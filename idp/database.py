@@ -8,22 +8,12 @@ WRITE_INTENT = "idp_write_intent"
 
 
 def engine_options(config: dict) -> dict:
-    """SQLAlchemy engine options for the configured database URL.
-
-    Statement parameters are hidden from logs and error messages on every database: they hold
-    digests and sealed blobs, and an error message is the kind of text that ends up in a log.
-    """
+    """SQLAlchemy engine options for the configured database URL."""
     url = config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite"):
         # The driver's own BEGIN handling is switched off in _sqlite_connect; 5 s busy wait.
-        return {
-            "hide_parameters": True,
-            "connect_args": {"timeout": config["IDP_DB_LOCK_TIMEOUT_MS"] / 1000},
-        }
+        return {"connect_args": {"timeout": config["IDP_DB_LOCK_TIMEOUT_MS"] / 1000}}
     return {
-        "hide_parameters": True,
-        # A connection the database dropped (restart, failover) is replaced before use, so a
-        # recovered database serves the next request without restarting the IdP.
         "pool_pre_ping": True,
         "pool_size": config["IDP_DB_POOL_SIZE"],
         "max_overflow": config["IDP_DB_MAX_OVERFLOW"],

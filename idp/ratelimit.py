@@ -29,14 +29,14 @@ class Usage:
     limit: int
     remaining: int
     #: Seconds since the epoch when the current window ends.
-    reset_at: int
+    reset_at: float
 
     def headers(self, now: float) -> dict:
         """``X-RateLimit-*``, plus ``Retry-After`` (seconds) when over the limit."""
         headers = {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_at),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
         }
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - now)))
@@ -56,8 +56,7 @@ def count(strategy, limit_value: str, key: str, prefix: str = "") -> Usage | Non
         for item in sorted(parse_many(limit_value)):
             allowed = strategy.hit(item, *identifiers)
             stats = strategy.get_window_stats(item, *identifiers)
-            usage = Usage(allowed, item.amount, max(0, stats.remaining),
-                          math.ceil(stats.reset_time))
+            usage = Usage(allowed, item.amount, max(0, stats.remaining), stats.reset_time)
             if not allowed:
                 return usage
             if tightest is None or usage.remaining < tightest.remaining:

@@ -307,3 +307,13 @@ def test_a_credential_only_ever_yields_its_own_org(doors, credential):
     assert all(lead["org_id"] == world.orgs[own] for lead in leads["leads"])
     for text in texts:
         assert org_ids_in(text, world) == {own}, text
+
+
+def test_the_server_log_holds_no_credential(doors):
+    """Runs last: after every door was tried, the server's output shows no raw key or token."""
+    log = doors.server.log()
+    assert "Starting gunicorn" in log, "the output is there to be read"
+    world = doors.world
+    for raw in [*world.keys.values(), *world.tokens.values(), *world.refresh.values(),
+                world.resource_server["client_secret"]]:
+        assert raw not in log
