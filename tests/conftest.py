@@ -32,6 +32,24 @@ BASE_CONFIG = {
 }
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing():
+    """argon2id at its lowest cost in tests: each hash at full cost takes about half a second.
+
+    Verification reads the cost from the hash itself, so live servers checking a password that
+    a test hashed are fast too. Production keeps the library's defaults (idp/accounts.py).
+    """
+    from argon2 import PasswordHasher
+
+    from idp import accounts
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts, "_hasher", cheap)
+        patch.setattr(accounts, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
+        yield
+
+
 def _upgrade(url: str) -> None:
     """Make the schema with the real migrations."""
     from flask_migrate import upgrade
