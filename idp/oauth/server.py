@@ -3,6 +3,7 @@
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import UnsupportedGrantTypeError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -36,8 +37,34 @@ def query_client(client_id):
     return db.session.scalar(select(Client).where(Client.public_id == client_id))
 
 
+class MissingGrantTypeError(UnsupportedGrantTypeError):
+    """No grant_type at all: a missing required parameter, not an unsupported grant."""
+
+    #: RFC 6749 §5.2 names a missing parameter ``invalid_request``.
+    error = "invalid_request"
+
+    def __init__(self):
+        """Carry a fixed description; there is no grant type to name."""
+        super().__init__(None)
+        self.description = "The grant_type parameter is required."
+
+    def get_error_description(self):
+        """The fixed description."""
+        return self.description
+
+
 class IdpAuthorizationServer(AuthorizationServer):
     """Authlib's Flask server with our rules for client authentication."""
+
+    def get_token_grant(self, request):
+        """Refuse a request without grant_type as ``invalid_request`` (RFC 6749 §5.2).
+
+        Raised as a subclass of the error Authlib's token endpoint already turns into a
+        response, so it never escapes as a server error.
+        """
+        if not request.payload.grant_type:
+            raise MissingGrantTypeError()
+        return super().get_token_grant(request)
 
     def authenticate_client(self, request, methods, endpoint="token"):
         """Every client-auth failure is 401 invalid_client; a disabled client is refused too.
@@ -78,6 +105,15 @@ class Revocation(RevocationEndpoint):
             if row is not None:
                 return row
         return None
+
+    def check_params(self, request, client):
+        """``token`` is required (RFC 7009 §2.1); a hint we do not know is ignored, not refused.
+
+        RFC 7009 §2.1: "An invalid token type hint value is ignored by the authorization
+        server and does not influence the revocation response."
+        """
+        if not request.form.get("token"):
+            raise InvalidRequestError(description="The token parameter is required.")
 
     def authenticate_token(self, request, client):
         """Other clients' tokens are treated as unknown: 200 and nothing changes."""
