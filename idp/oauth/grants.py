@@ -168,9 +168,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             .execution_options(synchronize_session=False)
         ).rowcount
         if claimed != 1:
-            # Another request redeemed it between our read and our write: a replay.
-            db.session.rollback()
-            self._punish_replay(db.session.get(AuthorizationCode, code.id), now)
+            # Another request redeemed it between our read and our write: a replay. Punish in
+            # this same transaction: giving up its lock would let a busy SQLite answer 503.
+            self._punish_replay(code, now)
             raise InvalidGrantError("The authorization code has already been used.")
         connection = db.session.get(Connection, code.connection_id)
         if _connection_refusal(connection):
@@ -246,8 +246,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             body = _newest_successor(token, raw)
             if body is not None:
                 return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
-        db.session.rollback()
-        connection = db.session.get(Connection, connection.id)
+        # Nothing was written yet; end the connection in this transaction, which holds the
+        # write lock (SQLite) or the token's row lock (PostgreSQL). Rolling back first would
+        # give the lock up, and on SQLite the later write could then fail with "database is
+        # locked" and answer 503 to a request that must get invalid_grant.
         if end_connection(db.session, connection, "refresh_reuse", now, ip=_client_ip()):
             audit.record(
                 db.session, "refresh_token_reuse", now, org=connection.organization.public_id,

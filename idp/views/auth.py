@@ -12,6 +12,7 @@ from flask import url_for
 from idp import accounts
 from idp import audit
 from idp.core.clock import utcnow
+from idp.database import begin_write
 from idp.extensions import db
 from idp.extensions import limiter
 from idp.forms import EmptyForm
@@ -55,6 +56,9 @@ def login():
         if accounts.check_password(user, form.password.data):
             accounts.sign_in(user)
             return redirect(safe_next(form.next.data))
+        # The lookup began a read transaction; on SQLite it could not become a writer once
+        # another request had committed, so start the audit write with the lock held.
+        begin_write(db.session)
         audit.record(
             db.session, "sign_in_failed", utcnow(), actor=accounts.normalize_email(form.email.data),
             ip=request.remote_addr,

@@ -117,9 +117,10 @@ def authorize():
     try:
         grant = server().get_consent_grant(end_user=user)
     except OAuth2Error as error:
-        if error.redirect_uri:
-            return _redirect_with_error(error)
-        return _error_page(error.description or error.error)
+        # The client and its redirect URI passed _precheck, so every remaining error (a
+        # repeated parameter included) goes back to the client (RFC 6749 §4.1.2.1).
+        error.redirect_uri = request.args.get("redirect_uri") or client.get_default_redirect_uri()
+        return _redirect_with_error(error)
     orgs = _eligible_orgs(user, client)
     if not orgs:
         return _error_page(
@@ -132,6 +133,9 @@ def authorize():
         if request.form.get("decision") != "allow":
             return server().create_authorization_response(grant_user=None, grant=grant)
         membership = next(m for m in orgs if m.organization.public_id == form.organization.data)
+        # Take the write lock before writing: a SQLite transaction that began by reading cannot
+        # become a writer once another request has committed, and would answer 503.
+        begin_write(db.session)
         now = utcnow()
         connection = Connection(
             public_id=cs.new_public_id("con_"), user_id=user.id, org_id=membership.org_id,
@@ -193,6 +197,7 @@ def token():
 @limiter.limit(_token_limit, key_func=_client_key, exempt_when=fail_open)
 def revoke():
     """RFC 7009 revocation; ending a connection commits inside the endpoint."""
+    begin_write(db.session)  # read-then-write: hold the write lock from the start (SQLite)
     response = server().create_endpoint_response("revocation")
     db.session.rollback()
     return _no_store(response)
