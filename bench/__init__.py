@@ -1,0 +1,1 @@
+"""Load benchmark of the IdP's hot paths against a bare-Flask ceiling, under gunicorn."""

@@ -1,0 +1,1 @@
+"""Reference apps served beside the IdP under the same gunicorn config."""

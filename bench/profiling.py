@@ -1,0 +1,119 @@
+"""Sample the IdP's workers with py-spy while wrk drives one row, and name the hot spots."""
+
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench import load
+from bench.harness import DataSet
+from bench.harness import Measurement
+from bench.harness import Run
+from bench.harness import create_database
+from bench.harness import log
+from bench.settings import OUT
+from bench.settings import VENV_BIN
+from bench.settings import Profile
+
+#: Rows profiled when none are named.
+DEFAULT_ROWS = ("introspect_key", "introspect_token", "me_key", "me_token", "refresh")
+#: Samples per second per worker; low enough not to starve two cores.
+RATE = 200
+#: Where a frame's time is booked, first match wins (py-spy shortens file names to packages).
+BUCKETS = (
+    ("idp (our code)", ("idp/",)),
+    ("authlib", ("authlib/",)),
+    ("sqlalchemy", ("sqlalchemy/",)),
+    ("database driver", ("sqlite3/", "psycopg/")),
+    ("flask-limiter / limits", ("flask_limiter/", "limits/")),
+    ("flask / werkzeug", ("flask/", "werkzeug/", "flask_sqlalchemy/", "flask_wtf/")),
+    ("gunicorn", ("gunicorn/",)),
+    ("json", ("json/",)),
+)
+
+
+def bucket(frame: str) -> str:
+    """The bucket a frame such as ``judge (idp/core/credentials.py:12)`` belongs to."""
+    location = frame[frame.rfind("(") + 1:]
+    for name, needles in BUCKETS:
+        if any(needle in location for needle in needles):
+            return name
+    return "other (stdlib, logging, ...)"
+
+
+def summarize(raw: str, top: int = 25) -> str:
+    """Self and inclusive sample shares per function, and self time per bucket."""
+    own, inclusive, buckets = Counter(), Counter(), Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        buckets[bucket(frames[-1])] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if not total:
+        return "no samples"
+    out = [f"{total} samples", "", "self time by package:"]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in buckets.most_common()]
+    out += ["", f"top {top} functions by self time:"]
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    out += ["", f"top {top} functions by inclusive time (under the request handler):"]
+    interesting = [(f, n) for f, n in inclusive.most_common() if "gunicorn/" not in f]
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in interesting[:top]]
+    return "\n".join(out)
+
+
+def record(master: int, seconds: int, output: Path) -> subprocess.Popen:
+    """Start py-spy on a gunicorn master and its workers."""
+    argv = [str(VENV_BIN / "py-spy"), "record", "--pid", str(master), "--subprocesses",
+            "--duration", str(seconds), "--rate", str(RATE), "--nonblocking", "--gil", "--function",
+            "--format", "raw", "--output", str(output)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def profile_row(run: Run, m: Measurement, seconds: int) -> str:
+    """Load one row for ``seconds`` plus margins, sampling in the middle."""
+    output = OUT / f"profile-{m.row.key}.txt"
+    plan_path = OUT / f"plan-profile-{m.row.key}.lua"
+    load.write_plan(plan_path, m.row.plan, run.values_for(m, seconds + 3, "profile"))
+    wrk = subprocess.Popen(
+        ["wrk", "-t", "1", "-c", str(run.profile.connections), "-d", f"{seconds + 3}s",
+         "--timeout", "5s", "-s", str(load.WALK), m.server.url, "--", str(plan_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    spy = record(m.server.proc.pid, seconds, output)
+    _, spy_err = spy.communicate(timeout=seconds + 60)
+    wrk_out, _ = wrk.communicate(timeout=seconds + 60)
+    outcome = load.parse(wrk_out)
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {spy_err[-1000:]}")
+    header = (f"{m.row.key}: {outcome.rate:.0f} req/s under the profiler, "
+              f"{outcome.errors} errors")
+    return header + "\n" + summarize(output.read_text())
+
+
+def main(profile: Profile, rows: list[str]) -> int:
+    """Profile the chosen rows on the first database and size of the profile."""
+    rows = rows or list(DEFAULT_ROWS)
+    database, size = profile.databases[0], profile.sizes[0]
+    with Run(profile) as run:
+        run.profile = profile
+        data_set = DataSet(database, size, create_database(database, size, run.tag))
+        run.data_sets.append(data_set)
+        run.fill(data_set)
+        data_set.idp.start()
+        for row in data_set.rows:
+            if row.key not in rows:
+                continue
+            log(f"profiling {row.key} on {data_set.name} for {profile.duration} s")
+            report = profile_row(run, Measurement(data_set, row, data_set.idp),
+                                 profile.duration)
+            summary_path = OUT / f"profile-{row.key}-summary.txt"
+            summary_path.write_text(report + "\n")
+            print(report + "\n")
+    return 0

@@ -1,0 +1,1 @@
+"""Tests of the benchmark harness itself (no timing): ``.venv/bin/pytest bench/tests``."""
