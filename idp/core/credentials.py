@@ -92,7 +92,7 @@ def authenticate_token(
 
 
 def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | Denial:
-    """SPEC §4 for API keys: unknown, disabled, suspended organization, expired.
+    """SPEC §4 for API keys: unknown, disabled, expired, suspended organization.
 
     A key belongs to its organization, not to the person who made it: it keeps working when
     its creator leaves. A suspended organization is an org binding that no longer holds.
@@ -120,10 +120,10 @@ def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | 
      suspended) = row
     if not active:
         return denial("key_inactive")
-    if suspended:
-        return denial("org_unbound")
     if expires is not None and expires <= now:
         return denial("key_expired")
+    if suspended:
+        return denial("org_unbound")
     return Credential(
         kind="api_key",
         org_id=org_id,
