@@ -16,6 +16,7 @@ from idp import accounts
 from idp.core.clock import utcnow
 from idp.core.scopes import describe
 from idp.core.scopes import parse_scope
+from idp.database import begin_write
 from idp.extensions import db
 from idp.forms import EmptyForm
 from idp.forms import OrganizationSwitchForm
@@ -152,6 +153,9 @@ def confirm_disconnect(public_id):
 @bp.post("/connected-apps/<public_id>/disconnect")
 def disconnect(public_id):
     """End a connection at once: its tokens stop on their next use (SPEC §6)."""
+    # Read-then-write: on SQLite a transaction that began by reading cannot write once a
+    # concurrent refresh has committed, and the click would answer 503. Hold the lock first.
+    begin_write(db.session)
     user = accounts.current_user()
     connection = _visible_connection(user, public_id)
     end_connection(db.session, connection, "disconnected", utcnow(), actor=user.email,
