@@ -8,6 +8,7 @@ resource-server kit name them the same way, so services sharing a Redis share th
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 from limits import parse_many
@@ -19,6 +20,13 @@ log = logging.getLogger(__name__)
 
 #: Counter namespace shared by every door that limits per credential.
 SCOPE = "bearer"
+#: Seconds to stop asking a counter store that just failed, so an unreachable Redis costs one
+#: timeout every few seconds instead of one per request.
+PAUSE_AFTER_FAILURE = 5.0
+
+#: id() of a failed storage -> (that storage, monotonic time until which it is not asked).
+#: Holding the storage keeps its id from being reused by a new one while it is paused.
+_paused: dict[int, tuple[object, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,19 @@ class Usage:
         return headers
 
 
-def count(strategy, limit_value: str, key: str, prefix: str = "") -> Usage | None:
+def count(strategy, limit_value: str, key: str, prefix: str = "",
+          clock=time.monotonic) -> Usage | None:
     """Count one request of ``key`` against every limit in ``limit_value``.
 
     Returns the breached limit, else the one with the least room left. Returns None when the
     counter storage cannot be reached: limits protect capacity, so a Redis outage lets
     requests through (logged) rather than failing every API call.
     """
+    storage = strategy.storage
+    store = id(storage)
+    paused = _paused.get(store)
+    if paused is not None and paused[0] is storage and paused[1] > clock():
+        return None
     identifiers = [part for part in (prefix, SCOPE, key) if part]
     tightest = None
     try:
@@ -62,8 +76,11 @@ def count(strategy, limit_value: str, key: str, prefix: str = "") -> Usage | Non
             if tightest is None or usage.remaining < tightest.remaining:
                 tightest = usage
     except Exception as error:  # any storage failure: count nothing, serve the request
-        log.warning("rate-limit storage unavailable, not counting: %s", type(error).__name__)
+        _paused[store] = (storage, clock() + PAUSE_AFTER_FAILURE)
+        log.warning("rate-limit storage unavailable, not counting for %.0f s: %s",
+                    PAUSE_AFTER_FAILURE, type(error).__name__)
         return None
+    _paused.pop(store, None)
     return tightest
 
 

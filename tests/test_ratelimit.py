@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from idp import ratelimit
 from idp.config import build_config
 from idp.extensions import limiter
 from tests.bearer_world import SCOPED_PATH
@@ -195,3 +196,30 @@ def test_processes_and_the_kit_share_one_counter_through_redis(app, database_url
     finally:
         second.stop()
         first.stop()
+
+
+class FailingStrategy:
+    """A counter strategy whose store is down; counts how often it is asked."""
+
+    def __init__(self):
+        """A store object of its own, as a real strategy has."""
+        self.storage = object()
+        self.asked = 0
+
+    def hit(self, *args, **kwargs):
+        """The store times out."""
+        self.asked += 1
+        raise ConnectionError("redis timed out")
+
+
+def test_a_failed_store_is_left_alone_for_a_few_seconds():
+    from tests.kit_support import FakeClock
+
+    clock = FakeClock()
+    strategy = FailingStrategy()
+    assert ratelimit.count(strategy, "5 per minute", "key_1", clock=clock) is None
+    assert ratelimit.count(strategy, "5 per minute", "key_2", clock=clock) is None
+    assert strategy.asked == 1, "the second request did not wait on the dead store"
+    clock.advance(ratelimit.PAUSE_AFTER_FAILURE)
+    ratelimit.count(strategy, "5 per minute", "key_1", clock=clock)
+    assert strategy.asked == 2, "asked again once the pause is over"
