@@ -4,8 +4,14 @@ import logging
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from idp.core.clock import utcnow
+from idp.extensions import db
+from tests.helpers import csrf_token
 from tests.settings_support import RAW_KEY
 from tests.settings_support import add_key
 from tests.settings_support import add_org
@@ -260,3 +266,58 @@ def test_the_raw_key_never_shows_again_nor_reaches_logs_or_the_database(
     stored = database_text(app)
     assert raw.encode() not in stored and secret_part.encode() not in stored
 
+
+
+class WriteAfterFirstKeyRead:
+    """Another request's committed write, slipped in right after a view first reads api_keys.
+
+    An API call recording "last used" does exactly that beside a click on this page. On SQLite a
+    transaction that has read cannot write once another writer committed (the view would answer
+    503), unless the view took the write lock first, in which case the intruder has to wait.
+    """
+
+    def __init__(self, app):
+        """Listen on the app's engine with a second engine for the intruding write."""
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        options = {"connect_args": {"timeout": 0.2}} if url.startswith("sqlite") else {}
+        self.other = create_engine(url, **options)
+        self.done = False
+        with app.app_context():
+            self.engine = db.engine
+        event.listen(self.engine, "after_cursor_execute", self.after)
+
+    def after(self, conn, cursor, statement, parameters, context, executemany):
+        """Commit an unrelated change from elsewhere after the first read of keys."""
+        if self.done or not statement.lstrip().upper().startswith("SELECT"):
+            return
+        if "FROM api_keys" not in statement:
+            return
+        self.done = True
+        try:
+            with self.other.begin() as other:
+                other.execute(text("UPDATE organizations SET name = name || '.'"))
+        except OperationalError:
+            pass  # the view holds the write lock: the intruder waits its turn instead
+
+    def close(self):
+        """Stop intruding."""
+        event.remove(self.engine, "after_cursor_execute", self.after)
+        self.other.dispose()
+
+
+@pytest.mark.parametrize("action", ["create", "disable", "enable", "revoke"])
+def test_a_concurrent_write_does_not_turn_a_click_into_503(app, client, owner, acme, action):
+    key_id, _ = add_key(app, acme["org"], "Busy key")
+    page = client.get(PAGE).get_data(as_text=True)
+    intruder = WriteAfterFirstKeyRead(app)
+    try:
+        if action == "create":
+            response = client.post(PAGE, data={"csrf_token": csrf_token(page), "name": "New",
+                                               "scopes": ["leads:read"]})
+        else:
+            response = client.post(f"{PAGE}/{key_id}/{action}",
+                                   data={"csrf_token": csrf_token(page)})
+    finally:
+        intruder.close()
+    assert intruder.done
+    assert response.status_code == (201 if action == "create" else 302)

@@ -18,6 +18,7 @@ from idp import accounts
 from idp import apikeys
 from idp.core.clock import utcnow
 from idp.core.scopes import parse_scope
+from idp.database import begin_write
 from idp.extensions import db
 from idp.forms import ApiKeyForm
 from idp.forms import EmptyForm
@@ -94,6 +95,9 @@ def index():
 @bp.post("")
 def create():
     """Create a key and show it once, from this response: never via a redirect or the session."""
+    # Reads then writes: on SQLite hold the write lock first, or a concurrent "last used"
+    # update would make this click answer 503 (idp.database.begin_write).
+    begin_write(db.session)
     membership = managed_membership()
     if membership is None:
         return forbidden()
@@ -138,6 +142,7 @@ def _managed_key(public_id: str) -> ApiKey:
 
 def _set_active(public_id: str, active: bool):
     """Disable or enable a key, then back to the list."""
+    begin_write(db.session)
     key = _managed_key(public_id)
     apikeys.set_active(key, active, actor=accounts.current_user().email, ip=request.remote_addr)
     db.session.commit()
@@ -166,6 +171,7 @@ def confirm_revoke(public_id):
 @bp.post("/<public_id>/revoke")
 def revoke(public_id):
     """Delete a key for good (401 unknown_token afterwards)."""
+    begin_write(db.session)
     key = _managed_key(public_id)
     name = key.name
     apikeys.revoke(key, actor=accounts.current_user().email, ip=request.remote_addr)
