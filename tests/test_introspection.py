@@ -37,7 +37,8 @@ def test_a_resource_server_sees_a_key(client, demo):
 
 
 @pytest.mark.parametrize("case", ["none", "wrong secret", "unknown id", "connector basic",
-                                  "connector in body", "bearer", "disabled", "empty secret"])
+                                  "connector in body", "bearer", "disabled", "empty secret",
+                                  "garbled basic"])
 def test_anyone_but_a_resource_server_gets_401(app, client, demo, case):
     rs = demo["resource_server"]
     zapier = demo["clients"]["zapier"]
@@ -55,6 +56,8 @@ def test_anyone_but_a_resource_server_gets_401(app, client, demo, case):
         headers = {"Authorization": "Bearer " + demo["api_key"]}
     elif case == "empty secret":
         headers = basic(rs["client_id"], "")
+    elif case == "garbled basic":
+        headers = {"Authorization": "Basic !!!not-base64"}
     elif case == "disabled":
         with app.app_context():
             server = db.session.scalar(
