@@ -73,6 +73,9 @@ def check(page, name, problems):
         found = axe_serious(page)
         if found:
             problems[f"{name} ({label})"] = found
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if overflow > 0:
+            problems[f"{name} ({label})"] = [f"scrolls sideways by {overflow}px"]
         screenshot(page, f"{name}-{label}")
     assert page.locator("h1").count() == 1, f"{name}: not exactly one h1"
     assert page.locator("main").count() == 1 and page.locator("header").count() >= 1, name
@@ -81,6 +84,15 @@ def check(page, name, problems):
         el => !el.id || !document.querySelector(`label[for="${el.id}"]`)).map(el => el.name)""")
     assert unlabeled == [], f"{name}: inputs without <label for>: {unlabeled}"
     page.set_viewport_size(DESKTOP)
+
+
+def focus_ring_on(page, button: str) -> str:
+    """Tab to a button as a keyboard user would; return its focus outline style."""
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == button:
+            return page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    raise AssertionError(f"Tab never reached {button!r}")
 
 
 def test_every_page_is_accessible(browser, app, live_server, demo):
@@ -95,6 +107,7 @@ def test_every_page_is_accessible(browser, app, live_server, demo):
 
     page.goto(server.url + "/login")
     check(page, "sign-in", problems)
+    assert focus_ring_on(page, "Sign in") == "solid"
 
     consent = "/oauth/authorize?" + urlencode(authorize_params(
         demo["clients"]["make"], scope="leads:read contacts:write"))
