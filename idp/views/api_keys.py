@@ -59,7 +59,7 @@ def new_form() -> ApiKeyForm:
 
 
 def render_list(form: ApiKeyForm, membership, status: int = 200):
-    """The page: create form on top, the organization's keys below."""
+    """The page: the organization's keys, then the create form (errors scroll to it)."""
     keys = db.session.scalars(
         select(ApiKey).where(ApiKey.org_id == membership.org_id)
         .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
