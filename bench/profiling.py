@@ -3,6 +3,7 @@
 import subprocess
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from bench import load
@@ -19,6 +20,35 @@ from bench.settings import Profile
 DEFAULT_ROWS = ("introspect_key", "introspect_token", "me_key", "me_token", "refresh")
 #: Samples per second per worker; low enough not to starve two cores.
 RATE = 200
+#: Two views of the same load: where the CPU goes (samples holding the GIL), and where a
+#: request's time goes (every sample of a thread serving a request, waits included).
+MODES = {"cpu": ["--gil"], "wall": []}
+#: A stack is serving a request when it passes through this frame.
+SERVING = "ThreadWorker.handle "
+#: Named stages of a request: a sample counts for a stage when any frame contains the needle.
+STAGES = (
+    ("Flask app (everything inside Flask.__call__)", "Flask.__call__"),
+    ("gunicorn access log", "glogging"),
+    ("rate limiter (Flask-Limiter + limits)", "Limiter"),
+    ("limits memory-storage timer threads", "Thread.start"),
+    ("resource-server authentication", "authenticate_resource_server"),
+    ("client authentication", "authenticate_client"),
+    ("credential core (authenticate_token)", "authenticate_token"),
+    ("last-used bookkeeping", "lastused"),
+    ("Authlib request wrapping", "create_oauth2_request"),
+    ("refresh grant (rotation)", "RefreshTokenGrant.create_token_response"),
+    ("code grant (exchange)", "AuthorizationCodeGrant.create_token_response"),
+    ("seal / unseal of the successor", "secrets.py"),
+    ("SQLAlchemy statement compile + cache key", "_compile_w_cache"),
+    ("ORM flush (unit of work)", "Session.flush"),
+    ("ORM row loading", "loading.py"),
+    ("driver execute", "do_execute"),
+    ("commit", "do_commit"),
+    ("rollback", "do_rollback"),
+    ("request id", "request_id"),
+    ("session cookie open/save", "_session"),
+    ("JSON encoding", "json/"),
+)
 #: Where a frame's time is booked, first match wins (py-spy shortens file names to packages).
 BUCKETS = (
     ("idp (our code)", ("idp/",)),
@@ -41,13 +71,13 @@ def bucket(frame: str) -> str:
     return "other (stdlib, logging, ...)"
 
 
-def summarize(raw: str, top: int = 25) -> str:
-    """Self and inclusive sample shares per function, and self time per bucket."""
-    own, inclusive, buckets = Counter(), Counter(), Counter()
+def summarize(raw: str, serving_only: bool = False, top: int = 25) -> str:
+    """Stage, package and function shares of the samples (of request-serving stacks only)."""
+    own, inclusive, buckets, stages = Counter(), Counter(), Counter(), Counter()
     total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not stack or not count.isdigit() or (serving_only and SERVING not in stack):
             continue
         frames = stack.split(";")
         n = int(count)
@@ -56,9 +86,14 @@ def summarize(raw: str, top: int = 25) -> str:
         buckets[bucket(frames[-1])] += n
         for frame in set(frames):
             inclusive[frame] += n
+        for name, needle in STAGES:
+            if needle in stack:
+                stages[name] += n
     if not total:
         return "no samples"
-    out = [f"{total} samples", "", "self time by package:"]
+    out = [f"{total} samples", "", "stages (a sample counts for every stage on its stack):"]
+    out += [f"  {100 * stages[name] / total:5.1f}%  {name}" for name, _ in STAGES if stages[name]]
+    out += ["", "self time by package:"]
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in buckets.most_common()]
     out += ["", f"top {top} functions by self time:"]
     out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
@@ -68,17 +103,17 @@ def summarize(raw: str, top: int = 25) -> str:
     return "\n".join(out)
 
 
-def record(master: int, seconds: int, output: Path) -> subprocess.Popen:
+def record(master: int, seconds: int, output: Path, mode: str) -> subprocess.Popen:
     """Start py-spy on a gunicorn master and its workers."""
     argv = [str(VENV_BIN / "py-spy"), "record", "--pid", str(master), "--subprocesses",
-            "--duration", str(seconds), "--rate", str(RATE), "--nonblocking", "--gil", "--function",
-            "--format", "raw", "--output", str(output)]
+            "--duration", str(seconds), "--rate", str(RATE), "--nonblocking", "--function",
+            "--format", "raw", "--output", str(output), *MODES[mode]]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def profile_row(run: Run, m: Measurement, seconds: int) -> str:
+def profile_row(run: Run, m: Measurement, seconds: int, mode: str) -> str:
     """Load one row for ``seconds`` plus margins, sampling in the middle."""
-    output = OUT / f"profile-{m.row.key}.txt"
+    output = OUT / f"profile-{m.row.key}-{mode}.txt"
     plan_path = OUT / f"plan-profile-{m.row.key}.lua"
     load.write_plan(plan_path, m.row.plan, run.values_for(m, seconds + 3, "profile"))
     wrk = subprocess.Popen(
@@ -86,20 +121,22 @@ def profile_row(run: Run, m: Measurement, seconds: int) -> str:
          "--timeout", "5s", "-s", str(load.WALK), m.server.url, "--", str(plan_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1)
-    spy = record(m.server.proc.pid, seconds, output)
+    spy = record(m.server.proc.pid, seconds, output, mode)
     _, spy_err = spy.communicate(timeout=seconds + 60)
     wrk_out, _ = wrk.communicate(timeout=seconds + 60)
     outcome = load.parse(wrk_out)
     if spy.returncode != 0:
         raise RuntimeError(f"py-spy failed: {spy_err[-1000:]}")
-    header = (f"{m.row.key}: {outcome.rate:.0f} req/s under the profiler, "
+    header = (f"{m.row.key} ({mode} view): {outcome.rate:.0f} req/s under the profiler, "
               f"{outcome.errors} errors")
-    return header + "\n" + summarize(output.read_text())
+    return header + "\n" + summarize(output.read_text(), serving_only=mode == "wall")
 
 
 def main(profile: Profile, rows: list[str]) -> int:
     """Profile the chosen rows on the first database and size of the profile."""
     rows = rows or list(DEFAULT_ROWS)
+    # Pools are sized by rounds; each mode's recording spends about one round's worth.
+    profile = replace(profile, rounds=2 * len(MODES))
     database, size = profile.databases[0], profile.sizes[0]
     with Run(profile) as run:
         run.profile = profile
@@ -110,10 +147,10 @@ def main(profile: Profile, rows: list[str]) -> int:
         for row in data_set.rows:
             if row.key not in rows:
                 continue
-            log(f"profiling {row.key} on {data_set.name} for {profile.duration} s")
-            report = profile_row(run, Measurement(data_set, row, data_set.idp),
-                                 profile.duration)
-            summary_path = OUT / f"profile-{row.key}-summary.txt"
-            summary_path.write_text(report + "\n")
-            print(report + "\n")
+            m = Measurement(data_set, row, data_set.idp)
+            for mode in MODES:
+                log(f"profiling {row.key} ({mode}) on {data_set.name} for {profile.duration} s")
+                report = profile_row(run, m, profile.duration, mode)
+                (OUT / f"profile-{row.key}-{mode}-summary.txt").write_text(report + "\n")
+                print(report + "\n")
     return 0

@@ -111,7 +111,22 @@ def console(lines: list[Line], checks: list[tuple[str, str, bool]]) -> str:
                    f"{line.p99:>8.2f}{line.tail:>8.1f}{line.errors:>7}")
     out.append("")
     out += [f"{'PASS' if ok else 'FAIL'}  {what}: {measured}" for what, measured, ok in checks]
+    out += [f"first wrong answer, {where}: {text}" for where, text in wrong_answers(lines)]
     return "\n".join(out)
+
+
+def wrong_answers(lines: list[Line]) -> list[tuple[str, str]]:
+    """The first wrong answer of each row that had one (or what else went wrong)."""
+    out = []
+    for line in lines:
+        for o in ([line.m.warmup] if line.m.warmup else []) + line.m.rounds:
+            if o.errors:
+                what = o.first_wrong or (
+                    "credential pool ran out" if o.exhausted else
+                    f"{o.socket_errors} socket errors or timeouts (wrk --timeout 5s)")
+                out.append((f"{line.where} {line.m.row.key}", what))
+                break
+    return out
 
 
 def markdown(run: Run, lines: list[Line], checks, facts: dict) -> str:
@@ -134,6 +149,10 @@ def markdown(run: Run, lines: list[Line], checks, facts: dict) -> str:
     out += ["", "### Targets", "", "| target | measured | met |", "|---|---|---|"]
     out += [f"| {what} | {measured} | {'yes' if ok else '**no**'} |"
             for what, measured, ok in checks]
+    wrong = wrong_answers(lines)
+    if wrong:
+        out += ["", "First wrong answer of each row that had errors:", ""]
+        out += [f"- {where}: `{text}`" for where, text in wrong]
     out += ["", "### Worker memory after the run", "",
             "| server | worker RSS MiB | worker peak RSS MiB |", "|---|---|---|"]
     for name, workers in run.memory.items():

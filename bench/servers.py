@@ -90,7 +90,9 @@ class Gunicorn(Process):
 
     def __init__(self, name: str, target: str, env: dict, port: int, ready_path: str,
                  worker_class: str | None = None):
-        argv = [str(VENV_BIN / "gunicorn"), "--config", str(GUNICORN_CONF)]
+        # Every master on a host shares one default control-socket path; several at once would
+        # take it from each other, so the benchmark's servers go without it.
+        argv = [str(VENV_BIN / "gunicorn"), "--config", str(GUNICORN_CONF), "--no-control-socket"]
         if worker_class:
             argv += ["--worker-class", worker_class]
         super().__init__(name, argv + [target], env)
