@@ -82,12 +82,17 @@ def database_url(template_db, tmp_path):
     if PG_URL:
         engine = create_engine(PG_URL)
         with engine.begin() as conn:
-            tables = [
+            tables = {
                 r[0] for r in conn.execute(text(
                     "SELECT tablename FROM pg_tables WHERE schemaname='public' "
                     "AND tablename <> 'alembic_version'"))
-            ]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            }
+            # DELETE, children first, instead of TRUNCATE: on these small tables it takes a
+            # tenth of the time (TRUNCATE rewrites files under an exclusive lock), and it runs
+            # before every PostgreSQL test. Row ids are not reset; no test may rely on them.
+            known = [t.name for t in reversed(db.metadata.sorted_tables) if t.name in tables]
+            for table in known + sorted(tables - set(known)):
+                conn.execute(text(f'DELETE FROM "{table}"'))
         engine.dispose()
         return PG_URL
     path = tmp_path / "idp.sqlite3"
