@@ -302,3 +302,16 @@ def test_token_endpoint_uses_the_default_redirect_when_none_was_named(client, de
     response = token_request(client, demo, {
         "grant_type": "authorization_code", "code": code, "code_verifier": verifier})
     assert response.status_code == 200, response.get_json()
+
+
+def test_plain_http_behind_a_proxy_is_not_sent_to_the_client(client, demo):
+    # A non-loopback http URL is what a TLS proxy without IDP_PROXY_HOPS makes the app see.
+    host = "http://idp.example.com"
+    page = client.get("/login", base_url=host)
+    signed_in = client.post("/login", base_url=host, data={
+        "csrf_token": csrf_token(page.get_data(as_text=True)), "email": demo["user"]["email"],
+        "password": demo["user"]["password"]})
+    assert signed_in.status_code == 302
+    response = client.get(authorize_url(demo), base_url=host)
+    assert_error_page(response, 500)
+    assert "https" in response.get_data(as_text=True)

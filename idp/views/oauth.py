@@ -1,6 +1,7 @@
 """OAuth 2.0 endpoints (SPEC §5): metadata, authorize + consent, token, revoke, introspect."""
 
 from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint
 from flask import abort
@@ -116,6 +117,10 @@ def authorize():
         return redirect(url_for("auth.login", next=request.full_path))
     try:
         grant = server().get_consent_grant(end_user=user)
+    except InsecureTransportError:
+        # Plain http seen here means a TLS proxy without IDP_PROXY_HOPS: our fault, not the
+        # client's, so nothing is sent back to it.
+        return _error_page("This page must be reached over https.", 500)
     except OAuth2Error as error:
         # The client and its redirect URI passed _precheck, so every remaining error (a
         # repeated parameter included) goes back to the client (RFC 6749 §4.1.2.1).
