@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from idp import cli
 from idp import database
 from idp import errors
+from idp import logs
 from idp import security
 from idp.config import build_config
 from idp.config import check_config
@@ -47,7 +48,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = app.config["IDP_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
+    logs.init_app(app)
     db.init_app(app)
+    database.init_app(app)
     with app.app_context():
         database.install(db.engine)
     migrate.init_app(

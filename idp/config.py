@@ -153,7 +153,8 @@ def build_config(instance_path: str, environ=None) -> dict:
         # into an error response.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "RATELIMIT_SWALLOW_ERRORS": True,
-        "RATELIMIT_HEADERS_ENABLED": True,
+        # Rate-limit headers are written on the 429 itself (idp/errors.py), see there why.
+        "RATELIMIT_HEADERS_ENABLED": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": issuer.startswith("https://"),

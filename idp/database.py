@@ -1,19 +1,36 @@
 """Engine settings per database: locking that keeps rotation correct, and pool hygiene."""
 
+import logging
+
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from idp.extensions import db
+
+log = logging.getLogger(__name__)
 
 #: Execution option that asks for a transaction holding the write lock from its start.
 WRITE_INTENT = "idp_write_intent"
 
 
 def engine_options(config: dict) -> dict:
-    """SQLAlchemy engine options for the configured database URL."""
+    """SQLAlchemy engine options for the configured database URL.
+
+    Statement parameters are hidden from logs and error messages on every database: they hold
+    digests and sealed blobs, and an error message is the kind of text that ends up in a log.
+    """
     url = config["SQLALCHEMY_DATABASE_URI"]
     if url.startswith("sqlite"):
         # The driver's own BEGIN handling is switched off in _sqlite_connect; 5 s busy wait.
-        return {"connect_args": {"timeout": config["IDP_DB_LOCK_TIMEOUT_MS"] / 1000}}
+        return {
+            "hide_parameters": True,
+            "connect_args": {"timeout": config["IDP_DB_LOCK_TIMEOUT_MS"] / 1000},
+        }
     return {
+        "hide_parameters": True,
+        # A connection the database dropped (restart, failover) is replaced before use, so a
+        # recovered database serves the next request without restarting the IdP.
         "pool_pre_ping": True,
         "pool_size": config["IDP_DB_POOL_SIZE"],
         "max_overflow": config["IDP_DB_MAX_OVERFLOW"],
@@ -59,3 +76,28 @@ def begin_write(session) -> None:
     """
     session.rollback()
     session.connection(execution_options={WRITE_INTENT: True})
+
+
+def _release_session(_exc=None) -> None:
+    """Close the request's session; never let a vanished database fail a finished request.
+
+    When the database goes away between a request's last query and its end, the rollback
+    in Flask-SQLAlchemy's own teardown raises, and the answer already made (say a 200) would
+    become a bare 500 from the WSGI server. The failed close has invalidated the connection,
+    so a second close succeeds and the pool slot is freed.
+    """
+    try:
+        db.session.remove()
+    except SQLAlchemyError as error:
+        log.warning("closing the database session failed: %s", type(error).__name__)
+        try:
+            db.session.remove()
+        except SQLAlchemyError:
+            log.warning("closing the database session failed twice; dropping it")
+            db.session.registry.clear()
+
+
+def init_app(app) -> None:
+    """Register the session release; it runs before Flask-SQLAlchemy's (teardowns run in
+    reverse order of registration), which then finds nothing left to close."""
+    app.teardown_appcontext(_release_session)

@@ -1,6 +1,7 @@
 """One place that turns failures into the right response for each kind of endpoint."""
 
 import logging
+import time
 
 from flask import jsonify
 from flask import render_template
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from idp.extensions import db
+from idp.extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +51,40 @@ def _page(status: int, title: str, message: str, headers=None):
     return render_template("error.html", title=title, message=message), status, headers or {}
 
 
+def _limit_headers() -> dict:
+    """Retry-After and X-RateLimit-* of the limit that was hit (SPEC §10).
+
+    Set here, on the 429 only: Flask-Limiter's own header injection would also stamp every
+    other answer of a limited endpoint, overwriting a fault's short Retry-After with the
+    limit's whole window.
+    """
+    current = limiter.current_limit
+    if current is None:
+        return {"Retry-After": "60"}
+    try:
+        reset_at, remaining = current.reset_at, current.remaining
+    except Exception:  # the counter store failed after counting; the window is a safe bound
+        return {"Retry-After": str(current.limit.get_expiry())}
+    # reset_at is rounded up to a whole second; never promise more than one window.
+    wait = min(current.limit.get_expiry(), max(1, reset_at - int(time.time())))
+    return {
+        "Retry-After": str(wait),
+        "X-RateLimit-Limit": str(current.limit.amount),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(reset_at),
+    }
+
+
 def rate_limited(error: RateLimitExceeded):
-    """429 with Retry-After; Flask-Limiter adds the X-RateLimit-* headers afterwards."""
+    """429 with Retry-After and the X-RateLimit-* headers of the breached limit."""
     message = "Too many requests; wait before retrying."
+    headers = _limit_headers()
     if request.path.startswith("/api/"):
-        return api_error(429, "RATE_LIMITED", "rate_limited", message)
+        return api_error(429, "RATE_LIMITED", "rate_limited", message, headers)
     if wants_json():
-        return _oauth_json(429, "rate_limited", message)
-    return _page(429, "Too many attempts", "Too many attempts. Wait a minute and try again.")
+        return _oauth_json(429, "rate_limited", message, headers)
+    return _page(429, "Too many attempts", "Too many attempts. Wait a minute and try again.",
+                 headers)
 
 
 def database_unavailable(error):

@@ -1,13 +1,45 @@
-"""gunicorn settings, each overridable from the environment (see README, Operating)."""
+"""gunicorn settings, each overridable from the environment (docs/OPERATIONS.md).
+
+Use: ``gunicorn --config idp/gunicorn_conf.py app:app``.
+"""
 
 import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 bind = os.environ.get("IDP_BIND", "127.0.0.1:5000")
+# Processes x threads is how many requests one instance serves at once; each thread may hold
+# one database connection, so keep workers x threads within the pool (IDP_DB_POOL_SIZE +
+# IDP_DB_MAX_OVERFLOW per worker) and the database's max_connections across all instances.
 workers = int(os.environ.get("IDP_WORKERS", "2"))
 threads = int(os.environ.get("IDP_THREADS", "4"))
+worker_class = "gthread"
 timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
+# On SIGTERM, requests already running (a refresh mid-rotation) get this long to finish.
 graceful_timeout = int(os.environ.get("IDP_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("IDP_KEEPALIVE", "5"))
-# The default access-log format includes the query string; log the path only, and never headers.
+loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
+errorlog = "-"
+# The default access-log format carries the query string (an authorization response's code
+# travels there) and can be extended with request headers (Authorization). Log the path only,
+# no headers except the response's request id, which ties the line to the app's own logs.
 accesslog = os.environ.get("IDP_ACCESS_LOG", "-")
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+# gunicorn's runtime control socket is one more way in and we never use it; several instances
+# on one host would also fight over its default path.
+control_socket_disable = True
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+
+
+def on_starting(server):
+    """Check the settings once in the master, before any worker is forked.
+
+    A ConfigError is a RuntimeError, which gunicorn prints as one ``Error: ...`` line before
+    exiting, instead of every worker printing a traceback while failing to boot.
+    """
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from idp.config import build_config
+    from idp.config import check_config
+
+    check_config(build_config(os.path.join(ROOT, "instance")))

@@ -5,6 +5,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,6 +21,9 @@ from idp.core.clock import utcnow
 from idp.extensions import db
 from idp.models import Organization
 from idp.models import ResourceServer
+from tests.helpers import ROOT
+from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import LiveServer
 from tests.helpers import authorize_params
 from tests.helpers import csrf_token
 from tests.helpers import free_port
@@ -161,9 +165,9 @@ class PgCluster:
         """Start the cluster (waits until it accepts connections)."""
         self._ctl("pg_ctlcluster", self.version, self.name, "start")
 
-    def stop(self) -> None:
-        """Stop the cluster at once, cutting every connection (``fast`` shutdown)."""
-        self._ctl("pg_ctlcluster", self.version, self.name, "stop", "-m", "fast")
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster: ``fast`` cuts every connection, ``immediate`` is a crash."""
+        self._ctl("pg_ctlcluster", self.version, self.name, "stop", "-m", mode)
 
     def drop(self) -> None:
         """Stop and delete the cluster and its files."""
@@ -174,3 +178,62 @@ def pg_tools_available() -> bool:
     """True when the Debian PostgreSQL cluster tools are installed and we may use them."""
     return (PG_VERSION_DIR.is_dir() and shutil.which("pg_createcluster") is not None
             and os.geteuid() == 0)
+
+
+def fresh_database(template_db: str, directory: Path) -> str:
+    """A clean migrated database for a group of tests (the per-test fixture, one level up)."""
+    if template_db.startswith("postgresql"):
+        engine = create_engine(template_db)
+        with engine.begin() as conn:
+            tables = [r[0] for r in conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                "AND tablename <> 'alembic_version'"))]
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return template_db
+    path = directory / "idp.sqlite3"
+    shutil.copy(template_db, path)
+    return f"sqlite:///{path}"
+
+
+def seed(database_url: str, config: dict) -> dict:
+    """Seed the demo into a database from this process; demo plus operator credentials."""
+    from idp import create_app
+    from idp.cli import seed_demo
+
+    app = create_app({**config, "SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        demo = seed_demo()
+    demo.update(add_credentials(app, demo))
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return demo
+
+
+class ConfiguredServer(LiveServer):
+    """A live server started the way production starts it: with idp/gunicorn_conf.py."""
+
+    def _spawn(self, log) -> None:
+        """gunicorn --config idp/gunicorn_conf.py, bound to this server's port."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py",
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "--threads", str(self.threads), "app:app"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def migrate(database_url: str) -> None:
+    """Make the schema on a database with the real migrations, as ``flask db upgrade`` does."""
+    from flask_migrate import upgrade
+
+    from idp import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": TEST_SECRET_KEY,
+                      "TESTING": True})
+    with app.app_context():
+        upgrade()
+        db.session.remove()
+        db.engine.dispose()
