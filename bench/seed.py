@@ -5,8 +5,10 @@ plans, never written to the database); every other row carries the digest of not
 holds, which costs the same to store and to index.
 """
 
+import contextlib
 import json
 import secrets
+import sqlite3
 from collections.abc import Iterable
 from collections.abc import Iterator
 from datetime import datetime
@@ -60,7 +62,10 @@ def make_engine(url: str) -> Engine:
         def _fast(dbapi_connection, _record):
             """Seeding starts over when it fails, so it needs neither journal nor fsync."""
             dbapi_connection.isolation_level = None
-            dbapi_connection.execute("PRAGMA journal_mode=OFF")
+            # Leaving WAL needs the only connection to the file; with another one open
+            # (a test's app), loading in WAL is merely slower.
+            with contextlib.suppress(sqlite3.OperationalError):
+                dbapi_connection.execute("PRAGMA journal_mode=OFF")
             dbapi_connection.execute("PRAGMA synchronous=OFF")
             # A cache that holds the digest indexes keeps random inserts off the disk.
             dbapi_connection.execute("PRAGMA cache_size=-2000000")
