@@ -1,6 +1,7 @@
 """Connector clients: registration, enabling, secret rotation with overlap (SPEC §7)."""
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -15,6 +16,28 @@ from idp.models import Client
 
 class ClientError(ValueError):
     """A registration request that cannot be accepted."""
+
+
+def check_redirect_uri(uri: str) -> None:
+    """An absolute https URI without fragment (RFC 6749 §3.1.2, §3.1.2.1); http on loopback only.
+
+    Matching at /oauth/authorize is by exact string, so a URI that can never be a safe
+    destination must be refused here, when it is registered.
+    """
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise ClientError(f"Not a valid redirect URI: {uri!r}") from None
+    if "#" in uri:
+        raise ClientError(f"A redirect URI must not have a fragment: {uri!r}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise ClientError(f"A redirect URI needs a host and no user info: {uri!r}")
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ClientError(f"A redirect URI must use https: {uri!r}")
+    if any(c.isspace() or ord(c) < 0x20 for c in uri):
+        raise ClientError(f"A redirect URI must not contain spaces: {uri!r}")
 
 
 def create_client(
@@ -39,6 +62,8 @@ def create_client(
         raise ClientError("Default scopes must be a subset of the allowed scopes.")
     if not redirect_uris:
         raise ClientError("At least one redirect URI is required.")
+    for uri in redirect_uris:
+        check_redirect_uri(uri)
     secret = cs.new_client_secret()
     now = utcnow()
     client = Client(
