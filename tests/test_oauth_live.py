@@ -164,6 +164,7 @@ def _burst(base: str, creds: dict, refresh_token: str, n: int) -> list[requests.
     barrier = threading.Barrier(n)
 
     def one(_):
+        """Wait for the others, then refresh."""
         barrier.wait()
         return _refresh_raw(base, creds, refresh_token)
 
@@ -230,6 +231,7 @@ def test_concurrent_code_redemption_succeeds_once_and_ends_the_connection(live_s
     barrier = threading.Barrier(6)
 
     def redeem(_):
+        """Wait for the others, then redeem the code."""
         barrier.wait()
         with requests.post(base + "/oauth/token", data={
             "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
