@@ -17,6 +17,7 @@ from idp.models import ROLES
 from idp.models import ApiKey
 from idp.models import Client
 from idp.models import Organization
+from idp.purge import purge_command
 
 #: Redirect URIs of the demo connectors (SPEC §8).
 ZAPIER_REDIRECTS = ["https://zapier.com/dashboard/auth/oauth/return/App123456CLIAPI/"]
@@ -276,5 +277,5 @@ def seed_demo_command(as_json):
 def init_app(app):
     """Register the commands on the app's CLI."""
     for command in (create_org, suspend_org, create_user, add_member, remove_member,
-                    client_group, seed_demo_command, *credential_cli.COMMANDS):
+                    client_group, seed_demo_command, purge_command, *credential_cli.COMMANDS):
         app.cli.add_command(command)
