@@ -10,6 +10,7 @@ from idp import cli
 from idp import database
 from idp import errors
 from idp import logs
+from idp import openapi
 from idp import security
 from idp.config import build_config
 from idp.config import check_config
@@ -62,6 +63,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     cli.init_app(app)
-    for module in (auth, oauth, settings, api_keys, api, health):
+    for module in (auth, oauth, settings, api_keys, api, health, openapi):
         app.register_blueprint(module.bp)
     return app
