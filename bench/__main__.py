@@ -8,7 +8,6 @@ from bench import facts
 from bench import report
 from bench.harness import Run
 from bench.harness import log
-from bench.settings import OUT
 from bench.settings import ROOT
 from bench.settings import choose
 
@@ -51,7 +50,6 @@ def main(argv=None) -> int:
         from bench import profiling
 
         return profiling.main(profile, args.profile)
-    OUT.mkdir(parents=True, exist_ok=True)
     with Run(profile) as run:
         run.prepare()
         run.measure()

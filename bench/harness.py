@@ -137,7 +137,9 @@ class Run:
         self.memory: dict[str, list[dict]] = {}
 
     def __enter__(self):
-        """Nothing to do until :meth:`prepare`."""
+        """Start clean: a migrated template left by an earlier run may predate a migration."""
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "template.sqlite3").unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc):
@@ -166,8 +168,6 @@ class Run:
 
     def prepare(self) -> None:
         """Make and seed every data set, then start all servers at once."""
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "template.sqlite3").unlink(missing_ok=True)
         self.ceiling = self.server("ceiling", "bench.apps.hello:app", {}, "/hello")
         for database in self.profile.databases:
             for size in self.profile.sizes:
