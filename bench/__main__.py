@@ -27,6 +27,8 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="IDP_THREADS for every server (1 = gunicorn's sync worker)")
     parser.add_argument("--worker-class", choices=("gthread", "sync"),
                         help="gunicorn worker class for every server (default: the config's)")
+    parser.add_argument("--keep-data", action="store_true", default=None,
+                        help="keep the SQLite files and PostgreSQL scratch databases")
     parser.add_argument("--write-doc", action=argparse.BooleanOptionalAction, default=None,
                         help="rewrite the results section of docs/PERFORMANCE.md "
                              "(default: on for a full run, off for --quick)")
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     profile = choose(args.quick, databases=tuple(args.databases or ()) or None,
                      sizes=tuple(args.sizes or ()) or None, rounds=args.rounds,
                      duration=args.duration, server_threads=args.server_threads,
-                     worker_class=args.worker_class)
+                     worker_class=args.worker_class, keep_data=args.keep_data)
     if args.profile is not None:
         from bench import profiling
 

@@ -152,9 +152,14 @@ class Run:
             path.unlink()
         if self.redis:
             self.redis.stop()
+        if self.profile.keep_data:
+            return False
         for data_set in self.data_sets:
             with contextlib.suppress(psycopg.Error):
                 drop_database(data_set.url)
+        # A 1M SQLite file is over a gigabyte; the logs and plans stay for inspection.
+        for path in OUT.glob("*.sqlite3*"):
+            path.unlink()
         return False
 
     def limiter_uri(self, database: str) -> str:

@@ -50,6 +50,8 @@ class Profile:
     server_threads: int | None = None
     #: gunicorn worker class for every server (None: the config's own, gthread).
     worker_class: str | None = None
+    #: Keep the databases (SQLite files, PostgreSQL scratch databases) after the run.
+    keep_data: bool = False
 
     @property
     def pool_size(self) -> int:
