@@ -25,29 +25,32 @@ RATE = 200
 MODES = {"cpu": ["--gil"], "wall": []}
 #: A stack is serving a request when it passes through this frame.
 SERVING = "ThreadWorker.handle "
-#: Named stages of a request: a sample counts for a stage when any frame contains the needle.
+#: Named stages of a request: a sample counts for a stage when a frame contains one of its
+#: needles (py-spy writes frames as ``function (package/file.py:line)``).
 STAGES = (
-    ("Flask app (everything inside Flask.__call__)", "Flask.__call__"),
-    ("gunicorn access log", "glogging"),
-    ("rate limiter (Flask-Limiter + limits)", "Limiter"),
-    ("limits memory-storage timer threads", "Thread.start"),
-    ("resource-server authentication", "authenticate_resource_server"),
-    ("client authentication", "authenticate_client"),
-    ("credential core (authenticate_token)", "authenticate_token"),
-    ("last-used bookkeeping", "lastused"),
-    ("Authlib request wrapping", "create_oauth2_request"),
-    ("refresh grant (rotation)", "RefreshTokenGrant.create_token_response"),
-    ("code grant (exchange)", "AuthorizationCodeGrant.create_token_response"),
-    ("seal / unseal of the successor", "secrets.py"),
-    ("SQLAlchemy statement compile + cache key", "_compile_w_cache"),
-    ("ORM flush (unit of work)", "Session.flush"),
-    ("ORM row loading", "loading.py"),
-    ("driver execute", "do_execute"),
-    ("commit", "do_commit"),
-    ("rollback", "do_rollback"),
-    ("request id", "request_id"),
-    ("session cookie open/save", "_session"),
-    ("JSON encoding", "json/"),
+    ("Flask app (everything inside Flask.__call__)", ("Flask.__call__ (",)),
+    ("gunicorn access log", ("gunicorn/glogging.py",)),
+    # Flask-Limiter's route wrapper encloses the whole view, so only its checks count here.
+    ("rate limiting (Flask-Limiter, limits, idp.ratelimit)",
+     ("Limiter.", "LimitManager.", "limits/", "idp/ratelimit.py")),
+    ("limits memory-storage timer threads", ("__schedule_expiry (",)),
+    ("resource-server authentication", ("authenticate_resource_server (",)),
+    ("client authentication", ("authenticate_client (",)),
+    ("credential core (authenticate_token)", ("authenticate_token (idp/core/credentials.py",)),
+    ("last-used bookkeeping", ("idp/lastused.py",)),
+    ("Authlib request wrapping", ("create_oauth2_request (",)),
+    ("refresh grant (rotation)", ("RefreshTokenGrant.create_token_response (",)),
+    ("code grant (exchange)", ("AuthorizationCodeGrant.create_token_response (",)),
+    ("seal / unseal of the successor (HKDF + Fernet)", ("seal (idp/core/secrets.py",)),
+    ("SQLAlchemy statement compile + cache key", ("_compile_w_cache (", "_generate_cache_key (")),
+    ("ORM flush (unit of work)", ("Session.flush (",)),
+    ("ORM row loading", ("sqlalchemy/orm/loading.py",)),
+    ("driver execute", ("do_execute (",)),
+    ("commit", ("do_commit (",)),
+    ("rollback", ("do_rollback (",)),
+    ("request id", ("request_id (idp/logs.py",)),
+    ("session cookie open/save", ("SecureCookieSessionInterface",)),
+    ("JSON encoding", ("json/",)),
 )
 #: Where a frame's time is booked, first match wins (py-spy shortens file names to packages).
 BUCKETS = (
@@ -86,8 +89,8 @@ def summarize(raw: str, serving_only: bool = False, top: int = 25) -> str:
         buckets[bucket(frames[-1])] += n
         for frame in set(frames):
             inclusive[frame] += n
-        for name, needle in STAGES:
-            if needle in stack:
+        for name, needles in STAGES:
+            if any(needle in stack for needle in needles):
                 stages[name] += n
     if not total:
         return "no samples"

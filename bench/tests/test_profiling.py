@@ -31,8 +31,16 @@ def test_wall_view_keeps_only_request_serving_stacks():
     text = summarize(RAW, serving_only=True)
     assert text.startswith("8 samples")
     assert " 75.0%  credential core (authenticate_token)" in text
-    assert " 25.0%  rate limiter (Flask-Limiter + limits)" in text
+    assert " 25.0%  rate limiting (Flask-Limiter, limits, idp.ratelimit)" in text
     assert "100.0%  Flask app (everything inside Flask.__call__)" in text
+
+
+def test_a_wrapping_route_limit_is_not_counted_as_limiting():
+    """Flask-Limiter's decorator frame encloses the view; only its own checks are limiting."""
+    wrapped = ("ThreadWorker.handle (gunicorn/workers/gthread.py:2);"
+               "RouteLimit.__call__.<locals>.__inner (flask_limiter/_limits.py:9);"
+               "authenticate_token (idp/core/credentials.py:4) 3")
+    assert "rate limiting" not in summarize(wrapped)
 
 
 def test_no_samples_is_said_plainly():
