@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,61 @@ __all__ = [
     "authenticate_token", "check_shape", "connection_denial", "parse_authorization",
     "require_scopes",
 ]
+
+
+# Built once at import: a statement rebuilt per call costs its construction and its cache-key
+# computation on every request; a module-level one keeps the key memoized (PERFORMANCE.md §1).
+#: One API key and its organization, by the digest of the presented key.
+_API_KEY_BY_DIGEST = (
+    select(
+        ApiKey.id,
+        ApiKey.public_id,
+        ApiKey.name,
+        ApiKey.scopes,
+        ApiKey.active,
+        ApiKey.created_at,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+        Organization.public_id,
+        Organization.name,
+        Organization.suspended,
+    )
+    .join(Organization, Organization.id == ApiKey.org_id)
+    .where(ApiKey.digest == bindparam("digest"))
+)
+#: One access token with everything §4 judges, by the digest of the presented token.
+_ACCESS_TOKEN_BY_DIGEST = (
+    select(
+        AccessToken.scope,
+        AccessToken.issued_at,
+        AccessToken.expires_at,
+        Connection.id,
+        Connection.public_id,
+        Connection.ended_at,
+        Connection.last_used_at,
+        Organization.id,
+        Organization.public_id,
+        Organization.name,
+        Organization.suspended,
+        User.public_id,
+        User.email,
+        User.name,
+        Client.public_id,
+        Client.name,
+        Client.enabled,
+        Client.org_allowlist,
+        Membership.id,
+    )
+    .join(Connection, Connection.id == AccessToken.connection_id)
+    .join(Organization, Organization.id == Connection.org_id)
+    .join(User, User.id == Connection.user_id)
+    .join(Client, Client.id == Connection.client_id)
+    .outerjoin(
+        Membership,
+        and_(Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id),
+    )
+    .where(AccessToken.digest == bindparam("digest"))
+)
 
 
 @dataclass(frozen=True)
@@ -97,23 +153,7 @@ def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | 
     A key belongs to its organization, not to the person who made it: it keeps working when
     its creator leaves. A suspended organization is an org binding that no longer holds.
     """
-    row = session.execute(
-        select(
-            ApiKey.id,
-            ApiKey.public_id,
-            ApiKey.name,
-            ApiKey.scopes,
-            ApiKey.active,
-            ApiKey.created_at,
-            ApiKey.expires_at,
-            ApiKey.last_used_at,
-            Organization.public_id,
-            Organization.name,
-            Organization.suspended,
-        )
-        .join(Organization, Organization.id == ApiKey.org_id)
-        .where(ApiKey.digest == cs.digest(token))
-    ).first()
+    row = session.execute(_API_KEY_BY_DIGEST, {"digest": cs.digest(token)}).first()
     if row is None:
         return UNKNOWN
     (key_pk, key_id, name, scopes, active, created, expires, last_used, org_id, org_name,
@@ -154,38 +194,7 @@ def connection_denial(
 
 def _judge_access_token(session: Session, token: str, now: datetime) -> Credential | Denial:
     """SPEC §4 for OAuth access tokens, in one indexed query."""
-    row = session.execute(
-        select(
-            AccessToken.scope,
-            AccessToken.issued_at,
-            AccessToken.expires_at,
-            Connection.id,
-            Connection.public_id,
-            Connection.ended_at,
-            Connection.last_used_at,
-            Organization.id,
-            Organization.public_id,
-            Organization.name,
-            Organization.suspended,
-            User.public_id,
-            User.email,
-            User.name,
-            Client.public_id,
-            Client.name,
-            Client.enabled,
-            Client.org_allowlist,
-            Membership.id,
-        )
-        .join(Connection, Connection.id == AccessToken.connection_id)
-        .join(Organization, Organization.id == Connection.org_id)
-        .join(User, User.id == Connection.user_id)
-        .join(Client, Client.id == Connection.client_id)
-        .outerjoin(
-            Membership,
-            and_(Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id),
-        )
-        .where(AccessToken.digest == cs.digest(token))
-    ).first()
+    row = session.execute(_ACCESS_TOKEN_BY_DIGEST, {"digest": cs.digest(token)}).first()
     if row is None:
         return UNKNOWN
     (scope, issued, expires, con_pk, con_id, ended_at, last_used, org_pk, org_id, org_name,

@@ -10,6 +10,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import current_app
 from flask import request as flask_request
+from sqlalchemy import bindparam
 from sqlalchemy import select
 
 from idp import lastused
@@ -29,12 +30,20 @@ from idp.oauth.grants import RefreshTokenGrant
 from idp.oauth.grants import S256CodeChallenge
 from idp.oauth.tokens import end_connection
 
+# Statements built once at import so their cache keys stay memoized (PERFORMANCE.md §1).
+#: A connector client by its public client_id.
+_CLIENT_BY_PUBLIC_ID = select(Client).where(Client.public_id == bindparam("public_id"))
+#: A resource server by its public client_id.
+_RESOURCE_SERVER_BY_PUBLIC_ID = select(ResourceServer).where(
+    ResourceServer.public_id == bindparam("public_id")
+)
+
 
 def query_client(client_id):
     """Find a connector client by its public client_id."""
     if not client_id or len(client_id) > 64:
         return None
-    return db.session.scalar(select(Client).where(Client.public_id == client_id))
+    return db.session.scalar(_CLIENT_BY_PUBLIC_ID, {"public_id": client_id})
 
 
 class MissingGrantTypeError(UnsupportedGrantTypeError):
@@ -137,7 +146,7 @@ def authenticate_resource_server(headers) -> ResourceServer | None:
     client_id, secret = extract_basic_authorization(headers)
     if not client_id or not secret or len(client_id) > 64:
         return None
-    server = db.session.scalar(select(ResourceServer).where(ResourceServer.public_id == client_id))
+    server = db.session.scalar(_RESOURCE_SERVER_BY_PUBLIC_ID, {"public_id": client_id})
     if server is None or not server.enabled or not cs.same_digest(server.secret_digest, secret):
         return None
     return server
