@@ -80,7 +80,8 @@ class LiveServer:
     def _spawn(self, log) -> None:
         """Launch gunicorn writing to ``log`` (the child keeps its own descriptor)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+            [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py",
+             "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads),
              "--graceful-timeout", "5", "app:app"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
