@@ -56,7 +56,7 @@ def listing() -> list[ResourceServer]:
 
 
 def set_enabled(server: ResourceServer, enabled: bool, *, actor: str = "cli") -> None:
-    """Disable a service (its introspection calls get 401 at once) or enable it again."""
+    """Disable a service (introspection answers 401 within 5 s) or enable it again."""
     server.enabled = enabled
     audit.record(db.session,
                  "resource_server_enabled" if enabled else "resource_server_disabled",

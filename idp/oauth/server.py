@@ -24,7 +24,7 @@ from idp.extensions import db
 from idp.models import AccessToken
 from idp.models import Client
 from idp.models import RefreshToken
-from idp.models import ResourceServer
+from idp.oauth import resource_auth
 from idp.oauth.grants import AuthorizationCodeGrant
 from idp.oauth.grants import RefreshTokenGrant
 from idp.oauth.grants import S256CodeChallenge
@@ -33,10 +33,6 @@ from idp.oauth.tokens import end_connection
 # Statements built once at import so their cache keys stay memoized (PERFORMANCE.md §1).
 #: A connector client by its public client_id.
 _CLIENT_BY_PUBLIC_ID = select(Client).where(Client.public_id == bindparam("public_id"))
-#: A resource server by its public client_id.
-_RESOURCE_SERVER_BY_PUBLIC_ID = select(ResourceServer).where(
-    ResourceServer.public_id == bindparam("public_id")
-)
 
 
 def query_client(client_id):
@@ -141,15 +137,11 @@ class Revocation(RevocationEndpoint):
         db.session.commit()
 
 
-def authenticate_resource_server(headers) -> ResourceServer | None:
-    """HTTP Basic credentials of a registered, enabled resource server, or None."""
+def authenticate_resource_server(headers) -> str | None:
+    """Public id of the registered, enabled resource server whose Basic credentials these are."""
     client_id, secret = extract_basic_authorization(headers)
-    if not client_id or not secret or len(client_id) > 64:
-        return None
-    server = db.session.scalar(_RESOURCE_SERVER_BY_PUBLIC_ID, {"public_id": client_id})
-    if server is None or not server.enabled or not cs.same_digest(server.secret_digest, secret):
-        return None
-    return server
+    memo = current_app.extensions["idp.resource_server_memo"]
+    return resource_auth.check(db.session, memo, client_id, secret)
 
 
 def introspection_payload(result, issuer: str) -> dict:
@@ -189,7 +181,7 @@ class Introspection(IntrospectionEndpoint):
                 status_code=401, description="Introspection needs resource-server credentials."
             )
         request.client = server
-        flask_request.environ["idp.resource_server"] = server.public_id
+        flask_request.environ["idp.resource_server"] = server
         return server
 
     def check_params(self, request, client):
@@ -229,6 +221,7 @@ def init_app(app):
     authorization.register_endpoint(Introspection)
     authorization.register_extension(Issuer())
     app.extensions["idp.authorization"] = authorization
+    app.extensions["idp.resource_server_memo"] = resource_auth.Memo()
 
 
 def server() -> IdpAuthorizationServer:
