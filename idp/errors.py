@@ -8,6 +8,7 @@ from flask import render_template
 from flask import request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -103,6 +104,25 @@ def database_unavailable(error):
     return _page(503, "Briefly unavailable", message, headers)
 
 
+def unprocessable_value(error: DataError):
+    """A value the database refuses (a NUL character, an over-long string): 400, not 503.
+
+    Unlike a passing fault the same request fails the same way every time, so promising
+    success on retry would be wrong. PostgreSQL refuses such values; SQLite mostly stores them.
+    """
+    log.warning("request value refused by the database: %s", type(error.orig).__name__)
+    try:
+        db.session.rollback()
+    except Exception:  # nothing was written; a failed rollback leaves nothing behind
+        log.debug("rollback after a refused value failed")
+    message = "The request holds a value that cannot be processed."
+    if request.path.startswith("/api/"):
+        return api_error(400, "BAD_REQUEST", "invalid_request", message)
+    if wants_json():
+        return _oauth_json(400, "invalid_request", message)
+    return _page(400, "This request cannot be processed", message)
+
+
 def csrf_failed(error: CSRFError):
     """A form posted without a valid CSRF token."""
     return _page(400, "This form has expired", "Go back, reload the page and try again.")
@@ -112,5 +132,6 @@ def init_app(app):
     """Register the handlers."""
     app.register_error_handler(RateLimitExceeded, rate_limited)
     app.register_error_handler(DBAPIError, database_unavailable)
+    app.register_error_handler(DataError, unprocessable_value)
     app.register_error_handler(PoolTimeout, database_unavailable)
     app.register_error_handler(CSRFError, csrf_failed)
