@@ -7,6 +7,9 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The logger class below is imported by dotted name, before on_starting runs.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 bind = os.environ.get("IDP_BIND", "127.0.0.1:5000")
 # Processes x threads is how many requests one instance serves at once; each thread may hold
@@ -28,7 +31,10 @@ accesslog = os.environ.get("IDP_ACCESS_LOG", "-")
 # gunicorn's runtime control socket is one more way in and we never use it; several instances
 # on one host would also fight over its default path.
 control_socket_disable = True
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+# No timestamp: the journal or log shipper stamps each line, and formatting one per request
+# cost CPU. The lean logger computes only these atoms (docs/PERFORMANCE.md, finding 5).
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+logger_class = "idp.access_log.LeanLogger"
 
 
 def on_starting(server):
