@@ -8,6 +8,7 @@ import base64
 import secrets
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import sqlalchemy.exc
@@ -43,6 +44,7 @@ LIFETIMES = {
     "IDP_ACCESS_TOKEN_TTL": lm.ACCESS_TTL,
     "IDP_REFRESH_TOKEN_TTL": lm.REFRESH_TTL,
     "IDP_REFRESH_GRACE_SECONDS": lm.GRACE,
+    "IDP_ENDED_RETENTION_SECONDS": lm.RETENTION,
 }
 #: Scope every connection asks for; refreshes may narrow it.
 GRANTED = "contacts:read leads:read leads:write"
@@ -66,7 +68,8 @@ def freeze_clock(monkeypatch) -> None:
     must not have real milliseconds pushing the server past it.
     """
     monkeypatch.setattr(idp_clock, "datetime", _FrozenDatetime)
-    idp_clock.reset()
+    # Undoing the patch puts the offset back too, so no shift outlives the test.
+    monkeypatch.setattr(idp_clock, "_offset", timedelta(0))
 
 
 class FaultInjector:
@@ -140,6 +143,7 @@ class World:
             self.faults = FaultInjector(db.engine)
         flask_sign_in(self.http, demo)
         self.csrf = None
+        self._restores = 0
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -180,9 +184,15 @@ class World:
         """``flask remove-member`` / ``flask add-member --role owner``."""
         email, org = self.demo["user"]["email"], self.demo["organization"]["id"]
         if member:
-            self.cli("add-member", email, org, "--role", "owner")
+            # Back with another role now and then: the binding needs membership, not a role.
+            self.cli("add-member", email, org, "--role", ("owner", "member")[self._restores % 2])
+            self._restores += 1
         else:
             self.cli("remove-member", email, org)
+
+    def purge(self, dry_run: bool = False) -> None:
+        """``flask purge [--dry-run]``: the janitor an operator runs from cron."""
+        self.cli("purge", *(["--dry-run"] if dry_run else []))
 
     def set_allowlist(self, mode: str) -> None:
         """Allow any org (empty list), only the demo org, or only another org."""

@@ -17,6 +17,11 @@ ACCESS_TTL = 600
 REFRESH_TTL = 3600
 GRACE = 60
 
+#: Seconds an ended connection's tokens and codes are kept by the purge (set for the tests).
+RETENTION = 300
+#: Seconds the purge keeps an expired access token, so it still answers token_expired.
+EXPIRED_ACCESS_KEEP = 24 * 3600
+
 #: Every reason a connection may end for (docs/connection-lifecycle.md, "Ended").
 END_REASONS = frozenset({"disconnected", "revoked_by_client", "refresh_reuse", "code_replay"})
 
@@ -35,6 +40,14 @@ class Issue:
     refresh_expires_at: int
     rotated_at: int | None = None
     successor: "Issue | None" = None
+    #: Deleted by the purge: from then on the value is simply unknown.
+    access_purged: bool = False
+    refresh_purged: bool = False
+
+    def __repr__(self) -> str:
+        """Short enough for a failing example's steps: the connection and the token's tail."""
+        return f"Issue({self.connection.public_id}, refresh=…{self.refresh[-6:]}, " \
+               f"issued_at={self.issued_at})"
 
 
 @dataclass(eq=False)
@@ -49,7 +62,13 @@ class Connection:
     code_used: bool = False
     activated: bool = False
     end_reason: str | None = None
+    ended_at: int | None = None
+    code_purged: bool = False
     issues: list[Issue] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """Short enough for a failing example's steps."""
+        return f"Connection({self.public_id}, end_reason={self.end_reason!r})"
 
     @property
     def ended(self) -> bool:
@@ -115,11 +134,11 @@ class Lifecycle:
         return [i for c in self.connections for i in c.issues]
 
     def find(self, raw: str) -> tuple[Issue | None, str | None]:
-        """The issue holding this raw value and which half it is (access/refresh)."""
+        """The issue holding this raw value and which half it is; purged values are unknown."""
         for issue in self.issues():
-            if raw == issue.refresh:
+            if raw == issue.refresh and not issue.refresh_purged:
                 return issue, "refresh"
-            if raw == issue.access:
+            if raw == issue.access and not issue.access_purged:
                 return issue, "access"
         return None, None
 
@@ -145,6 +164,8 @@ class Lifecycle:
         """RFC 6749 §4.1.3: single-use code; a replay ends its connection (§10.5)."""
         if not self.client_enabled:
             return Expect(401, "invalid_client", "dead")
+        if connection.code_purged:
+            return Expect(400, "invalid_grant", "invalid")
         if connection.code_used:
             ends = None if connection.ended else connection
             return Expect(400, "invalid_grant", "dead", ends=ends, reason="code_replay")
@@ -203,6 +224,8 @@ class Lifecycle:
 
     def judge_access(self, issue: Issue) -> tuple[int, str] | None:
         """SPEC §4 for an access token, in the core's order; None when it is good."""
+        if issue.access_purged:
+            return 401, "unknown_token"
         if issue.connection.ended:
             return 401, "token_revoked"
         if self.now >= issue.access_expires_at:
@@ -230,7 +253,26 @@ class Lifecycle:
             old.successor = new
         if expect.ends is not None and not expect.ends.ended:
             expect.ends.end_reason = expect.reason
+            expect.ends.ended_at = self.now
         return new
+
+    def purge(self) -> None:
+        """What ``flask purge`` deletes now (idp/purge.py): from then on those values are unknown.
+
+        Expired codes and refresh tokens, access tokens expired for a day, used codes past the
+        retention, and everything of a connection that ended more than the retention ago.
+        """
+        gone_before = self.now - RETENTION
+        for connection in self.connections:
+            long_ended = connection.ended and connection.ended_at <= gone_before
+            if (long_ended or connection.code_expires_at <= gone_before
+                    or (not connection.code_used and connection.code_expires_at <= self.now)):
+                connection.code_purged = True
+            for issue in connection.issues:
+                if long_ended or issue.access_expires_at <= self.now - EXPIRED_ACCESS_KEEP:
+                    issue.access_purged = True
+                if long_ended or issue.refresh_expires_at <= self.now:
+                    issue.refresh_purged = True
 
     def _issue(self, connection: Connection, body: dict, refresh_scope: str) -> Issue:
         """Record a new pair from a token response."""
