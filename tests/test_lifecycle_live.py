@@ -216,7 +216,12 @@ def _confirm_csrf(browser: requests.Session, url: str) -> str:
 
 
 @pytest.mark.live
-def test_disconnect_racing_refreshes_ends_the_connection_cleanly(racing_server):
+@pytest.mark.parametrize(("ender", "reason", "status"), [
+    ("disconnect", "disconnected", 302),
+    ("revoke", "revoked_by_client", 200),
+])
+def test_ending_racing_refreshes_ends_the_connection_cleanly(racing_server, ender, reason,
+                                                              status):
     app, server, demo = racing_server
     zap = Connector(server, demo)
     with requests.Session() as browser:
@@ -228,23 +233,30 @@ def test_disconnect_racing_refreshes_ends_the_connection_cleanly(racing_server):
                 "redirect_uri": zap.creds["redirect_uris"][0], "code_verifier": verifier,
             }).json()
             public_id = _connection_id(app, first["access_token"])
-            url = f"{server.url}/settings/connected-apps/{public_id}/disconnect"
-            token = _confirm_csrf(browser, url)
             calls = [("refresh", lambda raw=first["refresh_token"]: zap.refresh(raw))
                      for _ in range(RACERS - 1)]
-            calls.append(("disconnect", lambda url=url, token=token: browser.post(
-                url, data={"csrf_token": token}, allow_redirects=False, timeout=TIMEOUT)))
+            if ender == "disconnect":
+                url = f"{server.url}/settings/connected-apps/{public_id}/disconnect"
+                token = _confirm_csrf(browser, url)
+                calls.append(("end", lambda url=url, token=token: browser.post(
+                    url, data={"csrf_token": token}, allow_redirects=False, timeout=TIMEOUT)))
+            else:
+                calls.append(("end", lambda raw=first["access_token"]: _post(
+                    server.url + "/oauth/revoke", {
+                        "token": raw, "client_id": zap.creds["client_id"],
+                        "client_secret": zap.creds["client_secret"]})))
             for label, response in _race(calls):
-                if label == "disconnect":
-                    assert response.status_code == 302, (round_no, response.status_code)
+                if label == "end":
+                    # The person's click (or Make's revocation) must work, race or not.
+                    assert response.status_code == status, (round_no, response.status_code)
                 else:
-                    # Before the disconnect: rotated (or its retry); after: the connection is dead.
+                    # Before the end: rotated (or its retry); after: the connection is dead.
                     assert response.status_code in (200, 400), (round_no, response.text)
                     if response.status_code == 400:
                         assert response.json()["error"] == "invalid_grant"
                 response.close()
             connection, _, events = _rows(app, public_id)
-            assert connection.end_reason == "disconnected"
+            assert connection.end_reason == reason
             assert events.count("connection_ended") == 1
             after = zap.refresh(first["refresh_token"])
             assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
