@@ -150,7 +150,12 @@ def test_resource_server_lifecycle(client, cli, demo):
     assert re.fullmatch(r"rs_[0-9a-f]{20}", out["client_id"])
     assert out["client_secret"].startswith("fe_rs_") and len(out["client_secret"]) >= 49
 
+    memo = client.application.extensions["idp.resource_server_memo"]
+
     def introspect(secret):
+        # A successful check is remembered for up to 5 s per process (tested on its own in
+        # test_oauth_resource_auth.py); here every call sees the database, as after that bound.
+        memo.clear()
         return client.post("/oauth/introspect", data={"token": demo["api_key"]},
                            headers=basic(out["client_id"], secret)).status_code
 

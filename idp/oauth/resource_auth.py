@@ -50,6 +50,11 @@ class Memo:
         until = self._until.get(key)
         return until is not None and until > self.clock()
 
+    def clear(self) -> None:
+        """Forget every remembered check (as if ``seconds`` had passed for all)."""
+        with self._lock:
+            self._until.clear()
+
     def remember(self, key: tuple[str, str]) -> None:
         """Trust ``key`` for ``seconds`` from now."""
         if self.seconds <= 0:
