@@ -236,7 +236,10 @@ class RefreshToken(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     #: When this token was exchanged for its successor; None while it is the live one.
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
-    successor_id: Mapped[int | None] = mapped_column(ForeignKey("refresh_tokens.id"))
+    #: Indexed: deleting a token makes the database look for rows that point at it.
+    successor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("refresh_tokens.id"), index=True
+    )
     #: The successor response, encrypted under this token's own raw value, for the grace window.
     sealed_successor: Mapped[bytes | None] = mapped_column(LargeBinary)
 
