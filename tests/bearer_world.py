@@ -5,19 +5,15 @@ state of the table (good, disabled, expired, deleted, ended, unbound ...) and re
 values, which exist nowhere but in the returned object.
 """
 
-import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import timedelta
 
 from flask import g
 from flask import jsonify
-from sqlalchemy import create_engine
 from sqlalchemy import delete
 from sqlalchemy import select
-from sqlalchemy import text
 from sqlalchemy import update
 
 from idp import accounts
@@ -55,23 +51,6 @@ def scoped_view():
 def add_scoped_route(app) -> None:
     """Mount :func:`scoped_view` on an IdP app (before its first request)."""
     app.add_url_rule(SCOPED_PATH, "test_scoped", scoped_view)
-
-
-def fresh_database(template_db: str, directory) -> str:
-    """A clean migrated database: a copy of the SQLite template, or the emptied PostgreSQL."""
-    pg_url = os.environ.get("IDP_TEST_DATABASE_URL", "")
-    if pg_url:
-        engine = create_engine(pg_url)
-        with engine.begin() as conn:
-            tables = [r[0] for r in conn.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
-                "AND tablename <> 'alembic_version'"))]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-        return pg_url
-    path = directory / "idp.sqlite3"
-    shutil.copy(template_db, path)
-    return f"sqlite:///{path}"
 
 
 @dataclass

@@ -6,7 +6,6 @@ between tests).
 """
 
 import os
-import shutil
 
 import pytest
 from sqlalchemy import create_engine
@@ -79,25 +78,7 @@ def template_db(tmp_path_factory):
 @pytest.fixture
 def database_url(template_db, tmp_path):
     """A clean, migrated database for one test."""
-    if PG_URL:
-        engine = create_engine(PG_URL)
-        with engine.begin() as conn:
-            tables = {
-                r[0] for r in conn.execute(text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname='public' "
-                    "AND tablename <> 'alembic_version'"))
-            }
-            # DELETE, children first, instead of TRUNCATE: on these small tables it takes a
-            # tenth of the time (TRUNCATE rewrites files under an exclusive lock), and it runs
-            # before every PostgreSQL test. Row ids are not reset; no test may rely on them.
-            known = [t.name for t in reversed(db.metadata.sorted_tables) if t.name in tables]
-            for table in known + sorted(tables - set(known)):
-                conn.execute(text(f'DELETE FROM "{table}"'))
-        engine.dispose()
-        return PG_URL
-    path = tmp_path / "idp.sqlite3"
-    shutil.copy(template_db, path)
-    return f"sqlite:///{path}"
+    return helpers.fresh_database(template_db, tmp_path)
 
 
 @pytest.fixture

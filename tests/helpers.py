@@ -5,6 +5,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,10 +17,43 @@ from urllib.parse import urlencode
 from urllib.parse import urlsplit
 
 import requests
+from sqlalchemy import create_engine
+from sqlalchemy import text
+
+from idp.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
+
+
+def empty_postgres(url: str) -> None:
+    """Delete every row of a migrated PostgreSQL database, children first.
+
+    DELETE instead of TRUNCATE: on these small tables it takes a tenth of the time (TRUNCATE
+    rewrites files under an exclusive lock). Row ids are not reset; no test may rely on them.
+    """
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        tables = {
+            r[0] for r in conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                "AND tablename <> 'alembic_version'"))
+        }
+        known = [t.name for t in reversed(db.metadata.sorted_tables) if t.name in tables]
+        for table in known + sorted(tables - set(known)):
+            conn.execute(text(f'DELETE FROM "{table}"'))
+    engine.dispose()
+
+
+def fresh_database(template_db: str, directory) -> str:
+    """A clean migrated database: a copy of the SQLite template, or the emptied PostgreSQL."""
+    if template_db.startswith("postgresql"):
+        empty_postgres(template_db)
+        return template_db
+    path = Path(directory) / "idp.sqlite3"
+    shutil.copy(template_db, path)
+    return f"sqlite:///{path}"
 
 
 def free_port() -> int:

@@ -180,22 +180,6 @@ def pg_tools_available() -> bool:
             and os.geteuid() == 0)
 
 
-def fresh_database(template_db: str, directory: Path) -> str:
-    """A clean migrated database for a group of tests (the per-test fixture, one level up)."""
-    if template_db.startswith("postgresql"):
-        engine = create_engine(template_db)
-        with engine.begin() as conn:
-            tables = [r[0] for r in conn.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
-                "AND tablename <> 'alembic_version'"))]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
-        return template_db
-    path = directory / "idp.sqlite3"
-    shutil.copy(template_db, path)
-    return f"sqlite:///{path}"
-
-
 def seed(database_url: str, config: dict) -> dict:
     """Seed the demo into a database from this process; demo plus operator credentials."""
     from idp import create_app

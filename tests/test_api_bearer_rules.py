@@ -19,11 +19,11 @@ from tests.bearer_world import WRITE_SCOPE
 from tests.bearer_world import World
 from tests.bearer_world import add_scoped_route
 from tests.bearer_world import build_world
-from tests.bearer_world import fresh_database
 from tests.bearer_world import random_access_token
 from tests.bearer_world import random_key
 from tests.conftest import BASE_CONFIG
 from tests.helpers import LiveServer
+from tests.helpers import fresh_database
 from tests.leads_app import create_leads_app
 
 pytestmark = pytest.mark.live

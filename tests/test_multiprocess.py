@@ -18,8 +18,8 @@ from idp.core import secrets as cs
 from idp.models import Connection
 from idp.models import RefreshToken
 from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import fresh_database
 from tests.prod_support import ConfiguredServer
-from tests.prod_support import fresh_database
 from tests.prod_support import http_code
 from tests.prod_support import http_tokens
 from tests.prod_support import seed

@@ -26,8 +26,8 @@ from schemathesis.checks import status_code_conformance
 
 from idp.openapi import DOCUMENT
 from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import fresh_database
 from tests.prod_support import ConfiguredServer
-from tests.prod_support import fresh_database
 from tests.prod_support import http_tokens
 from tests.prod_support import seed
 
