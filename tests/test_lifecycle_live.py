@@ -216,16 +216,18 @@ def _confirm_csrf(browser: requests.Session, url: str) -> str:
 
 
 @pytest.mark.live
-@pytest.mark.parametrize(("ender", "reason", "status"), [
-    ("disconnect", "disconnected", 302),
-    ("revoke", "revoked_by_client", 200),
+@pytest.mark.parametrize(("ender", "reason", "status", "rounds"), [
+    ("disconnect", "disconnected", 302, 4),
+    ("revoke", "revoked_by_client", 200, 4),
+    # Theft needs a token past its window, so one round: it waits the window out once.
+    ("reuse", "refresh_reuse", 400, 1),
 ])
 def test_ending_racing_refreshes_ends_the_connection_cleanly(racing_server, ender, reason,
-                                                              status):
+                                                              status, rounds):
     app, server, demo = racing_server
     zap = Connector(server, demo)
     with requests.Session() as browser:
-        for round_no in range(4):
+        for round_no in range(rounds):
             verifier, challenge = pkce_pair()
             query = http_connect(server.url, demo, challenge=challenge, session=browser)
             first = zap.token({
@@ -233,21 +235,27 @@ def test_ending_racing_refreshes_ends_the_connection_cleanly(racing_server, ende
                 "redirect_uri": zap.creds["redirect_uris"][0], "code_verifier": verifier,
             }).json()
             public_id = _connection_id(app, first["access_token"])
-            calls = [("refresh", lambda raw=first["refresh_token"]: zap.refresh(raw))
+            current = first
+            if ender == "reuse":
+                current = zap.refresh(first["refresh_token"]).json()
+                time.sleep(GRACE + 1)
+            calls = [("refresh", lambda raw=current["refresh_token"]: zap.refresh(raw))
                      for _ in range(RACERS - 1)]
             if ender == "disconnect":
                 url = f"{server.url}/settings/connected-apps/{public_id}/disconnect"
                 token = _confirm_csrf(browser, url)
                 calls.append(("end", lambda url=url, token=token: browser.post(
                     url, data={"csrf_token": token}, allow_redirects=False, timeout=TIMEOUT)))
-            else:
+            elif ender == "revoke":
                 calls.append(("end", lambda raw=first["access_token"]: _post(
                     server.url + "/oauth/revoke", {
                         "token": raw, "client_id": zap.creds["client_id"],
                         "client_secret": zap.creds["client_secret"]})))
+            else:
+                calls.append(("end", lambda raw=first["refresh_token"]: zap.refresh(raw)))
             for label, response in _race(calls):
                 if label == "end":
-                    # The person's click (or Make's revocation) must work, race or not.
+                    # The person's click, Make's revocation, theft: each must land, race or not.
                     assert response.status_code == status, (round_no, response.status_code)
                 else:
                     # Before the end: rotated (or its retry); after: the connection is dead.
@@ -258,5 +266,6 @@ def test_ending_racing_refreshes_ends_the_connection_cleanly(racing_server, ende
             connection, _, events = _rows(app, public_id)
             assert connection.end_reason == reason
             assert events.count("connection_ended") == 1
-            after = zap.refresh(first["refresh_token"])
+            assert events.count("refresh_token_reuse") == (reason == "refresh_reuse")
+            after = zap.refresh(current["refresh_token"])
             assert after.status_code == 400 and after.json()["error"] == "invalid_grant"

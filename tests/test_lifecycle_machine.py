@@ -235,7 +235,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         """A rotated token again: a lost response's retry, or a slow concurrent zap."""
         rotated = sorted((i for i in self.m.issues() if i.rotated_at is not None),
                          key=lambda i: -i.rotated_at)
-        self.refresh_and_check(data.draw(st.sampled_from(rotated), label="token").refresh)
+        issue = data.draw(st.sampled_from(rotated), label="token")
+        # A retry repeats its request, narrower scope included; a wider one is refused first.
+        scope = data.draw(st.sampled_from(REFRESH_SCOPES), label="scope")
+        self.refresh_and_check(issue.refresh, scope=scope)
 
     def do_reuse_after_grace(self, data):
         """A rotated token of a live connection comes back after the grace window: theft."""
