@@ -53,6 +53,18 @@ def count_request(credential: Credential) -> ratelimit.Usage | None:
     )
 
 
+def respond(credential: Credential, usage, now: float, scopes, call_view):
+    """Scope check, then the view; the rate-limit headers go on whatever answers.
+
+    The last step of both the in-process guard and the resource-server kit (SPEC §4, §10).
+    """
+    denial = require_scopes(credential, *scopes)
+    response = denial_response(denial) if denial else make_response(call_view())
+    if usage is not None:
+        response.headers.update(usage.headers(now))
+    return response
+
+
 def require_bearer(*scopes: str, rate_limit: bool = True):
     """Decorator: judge the bearer, count it, check scopes; the credential is ``g.credential``.
 
@@ -74,14 +86,7 @@ def require_bearer(*scopes: str, rate_limit: bool = True):
                 return json_response(*ratelimit.rate_limited_parts(usage, now))
             lastused.touch(db.session, result, utcnow(),
                            current_app.config["IDP_LAST_USED_INTERVAL"], request.remote_addr)
-            denial = require_scopes(result, *scopes)
-            if denial:
-                response = denial_response(denial)
-            else:
-                response = make_response(view(*args, **kwargs))
-            if usage is not None:
-                response.headers.update(usage.headers(now))
-            return response
+            return respond(result, usage, now, scopes, lambda: view(*args, **kwargs))
 
         return wrapper
 

@@ -36,7 +36,6 @@ from functools import wraps
 import requests
 from flask import current_app
 from flask import g
-from flask import make_response
 from flask import request
 
 from idp import ratelimit
@@ -47,10 +46,10 @@ from idp.core.bearer import check_shape
 from idp.core.bearer import denial_from_dict
 from idp.core.bearer import parse_authorization
 from idp.core.bearer import unavailable_parts
-from idp.core.credentials import require_scopes
 from idp.core.scopes import parse_scope
 from idp.guard import denial_response
 from idp.guard import json_response
+from idp.guard import respond
 
 log = logging.getLogger(__name__)
 
@@ -254,14 +253,7 @@ class ResourceProtector:
                 now = time.time()
                 if usage is not None and not usage.allowed:
                     return json_response(*ratelimit.rate_limited_parts(usage, now))
-                refusal = require_scopes(verdict, *scopes)
-                if refusal:
-                    response = denial_response(refusal)
-                else:
-                    response = make_response(view(*args, **kwargs))
-                if usage is not None:
-                    response.headers.update(usage.headers(now))
-                return response
+                return respond(verdict, usage, now, scopes, lambda: view(*args, **kwargs))
 
             return wrapper
 
