@@ -6,12 +6,14 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp import accounts
 from idp import cli
 from idp import database
 from idp import errors
 from idp import logs
 from idp import openapi
 from idp import security
+from idp import throttle
 from idp.config import build_config
 from idp.config import check_config
 from idp.extensions import csrf
@@ -49,6 +51,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = app.config["IDP_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
+    app.session_interface = accounts.CookieSessions()
     logs.init_app(app)
     db.init_app(app)
     database.init_app(app)
@@ -59,6 +62,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     csrf.init_app(app)
     limiter.init_app(app)
+    throttle.init_app(app)
     oauth_server.init_app(app)
     errors.init_app(app)
     security.init_app(app)

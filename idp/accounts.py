@@ -5,6 +5,7 @@ from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
 from flask import g
 from flask import session
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 
 from idp.core import secrets as cs
@@ -19,6 +20,21 @@ from idp.models import User
 _hasher = PasswordHasher()
 #: Verified against when the email is unknown, so both paths cost the same (no enumeration).
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building a signer for requests with no cookie.
+
+    API, introspection and token calls never carry the sign-in cookie, and Flask's interface
+    builds an itsdangerous signer on every request before it even looks for one
+    (docs/PERFORMANCE.md). An absent cookie is an empty session either way.
+    """
+
+    def open_session(self, app, request):
+        """An empty session when there is no cookie; else Flask's own checks."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def hash_password(password: str) -> str:

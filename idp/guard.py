@@ -11,6 +11,7 @@ from flask import request
 
 from idp import lastused
 from idp import ratelimit
+from idp import throttle
 from idp.core.bearer import Denial
 from idp.core.bearer import denial_parts
 from idp.core.bearer import www_authenticate
@@ -18,8 +19,8 @@ from idp.core.clock import utcnow
 from idp.core.credentials import Credential
 from idp.core.credentials import authenticate
 from idp.core.credentials import require_scopes
+from idp.database import reading
 from idp.extensions import db
-from idp.extensions import limiter
 
 __all__ = ["denial_response", "json_response", "require_bearer", "www_authenticate"]
 
@@ -39,18 +40,8 @@ def denial_response(denial: Denial):
 
 def count_request(credential: Credential) -> ratelimit.Usage | None:
     """Count this request against the credential's own limit (IDP_API_RATE_LIMIT)."""
-    if not limiter.enabled:
-        return None
-    strategy = limiter.limiter
-    if strategy.storage is not limiter.storage:
-        # Flask-Limiter fell back to per-process counters because Redis failed: this limit
-        # protects capacity, not secrets, so it is not counted until Redis is back.
-        return None
-    config = current_app.config
-    return ratelimit.count(
-        strategy, config["IDP_API_RATE_LIMIT"], credential.rate_key,
-        config.get("RATELIMIT_KEY_PREFIX", ""),
-    )
+    return throttle.count(current_app.config["IDP_API_RATE_LIMIT"], ratelimit.SCOPE,
+                          credential.rate_key)
 
 
 def respond(credential: Credential, usage, now: float, scopes, call_view):
@@ -76,7 +67,8 @@ def require_bearer(*scopes: str, rate_limit: bool = True):
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            result = authenticate(db.session, request.headers.get("Authorization"), utcnow())
+            with reading(db.engine) as connection:
+                result = authenticate(connection, request.headers.get("Authorization"), utcnow())
             if isinstance(result, Denial):
                 return denial_response(result)
             g.credential = result

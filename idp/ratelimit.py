@@ -8,10 +8,12 @@ resource-server kit name them the same way, so services sharing a Redis share th
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
 from limits import parse_many
+from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from idp.core.bearer import RATE_LIMITED_MESSAGE
@@ -53,8 +55,9 @@ class Usage:
 
 
 def count(strategy, limit_value: str, key: str, prefix: str = "",
-          clock=time.monotonic) -> Usage | None:
-    """Count one request of ``key`` against every limit in ``limit_value``.
+          clock=time.monotonic, scope: str = SCOPE) -> Usage | None:
+    """Count one request of ``key`` (in the namespace ``scope``) against every limit in
+    ``limit_value``.
 
     Returns the breached limit, else the one with the least room left. Returns None when the
     counter storage cannot be reached: limits protect capacity, so a Redis outage lets
@@ -65,7 +68,7 @@ def count(strategy, limit_value: str, key: str, prefix: str = "",
     paused = _paused.get(store)
     if paused is not None and paused[0] is storage and paused[1] > clock():
         return None
-    identifiers = [part for part in (prefix, SCOPE, key) if part]
+    identifiers = [part for part in (prefix, scope, key) if part]
     tightest = None
     try:
         for item in sorted(parse_many(limit_value)):
@@ -99,6 +102,77 @@ def _hit(strategy, item, identifiers) -> Usage:
     allowed = strategy.hit(item, *identifiers)
     stats = strategy.get_window_stats(item, *identifiers)
     return Usage(allowed, item.amount, max(0, stats.remaining), stats.reset_time)
+
+
+class LocalCounters(Storage):
+    """Fixed-window counters held in this process: ``memory://`` for the limits of idp.throttle.
+
+    The ``limits`` library's memory storage expires its keys from a timer thread that it
+    starts anew whenever the last one has finished, about every 10 ms under load, and that
+    walks every key on each run: with thousands of credentials counted, that thread cost more
+    than the counting (docs/PERFORMANCE.md). Here a window that has ended is simply replaced
+    when its key is next counted, and ended windows are swept out, in the counting thread,
+    whenever the table reaches ``sweep_at`` keys.
+    """
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, clock=time.time, sweep_at: int = 100_000):
+        """Empty counters read against ``clock`` (seconds since the epoch)."""
+        super().__init__()
+        self.clock = clock
+        self.sweep_at = sweep_at
+        self._lock = threading.Lock()
+        #: key -> [end of the window, count in it]
+        self._windows: dict[str, list] = {}
+
+    @property
+    def base_exceptions(self):
+        """Nothing here fails the way a network store does."""
+        return ValueError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to the key's window (a new one of ``expiry`` seconds if it ended)."""
+        now = self.clock()
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or window[0] <= now:
+                if len(self._windows) >= self.sweep_at:
+                    self._sweep(now)
+                window = self._windows[key] = [now + expiry, 0]
+            window[1] += amount
+            return window[1]
+
+    def get(self, key: str) -> int:
+        """The count in the key's current window (0 when it has ended)."""
+        window = self._windows.get(key)
+        return window[1] if window is not None and window[0] > self.clock() else 0
+
+    def get_expiry(self, key: str) -> float:
+        """When the key's window ends (now if it has none)."""
+        window = self._windows.get(key)
+        return window[0] if window is not None else self.clock()
+
+    def check(self) -> bool:
+        """Always reachable."""
+        return True
+
+    def reset(self) -> int:
+        """Forget every window; how many there were."""
+        with self._lock:
+            count = len(self._windows)
+            self._windows.clear()
+        return count
+
+    def clear(self, key: str) -> None:
+        """Forget one key's window."""
+        with self._lock:
+            self._windows.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        """Drop every ended window (the caller holds the lock)."""
+        for key in [k for k, (end, _count) in self._windows.items() if end <= now]:
+            del self._windows[key]
 
 
 def rate_limited_parts(usage: Usage, now: float) -> tuple[int, dict, dict]:

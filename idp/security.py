@@ -86,13 +86,19 @@ def content_security_policy(extra_form_targets=()) -> str:
     return "; ".join(directives)
 
 
+#: The policy of every response but the sign-in and consent forms (built once).
+DEFAULT_POLICY = content_security_policy()
+
+
 def add_headers(response):
     """Attach the security headers; a view's own values win."""
     if "Content-Security-Policy" not in response.headers:
         # Only a rendered sign-in or consent form needs more; error answers never look it up.
-        page = response.mimetype == "text/html" and response.status_code in (200, 401)
-        targets = form_targets() if page else []
-        response.headers["Content-Security-Policy"] = content_security_policy(targets)
+        page = response.status_code in (200, 401) and response.mimetype == "text/html"
+        targets = form_targets() if page else ()
+        response.headers["Content-Security-Policy"] = (
+            content_security_policy(targets) if targets else DEFAULT_POLICY
+        )
     for name, value in FIXED_HEADERS.items():
         response.headers.setdefault(name, value)
     if not current_app.config["IDP_DEVELOPMENT"]:

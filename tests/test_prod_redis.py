@@ -1,7 +1,7 @@
 """Rate-limit counters in Redis, and what each limit does while Redis is down (SPEC §10).
 
 The test runs its own redis-server on a free port and stops it; the shared Redis is never
-touched. Decision under test (idp/counters.py): token endpoint, introspection and the API
+touched. Decision under test (idp/throttle.py): token endpoint, introspection and the API
 fail open; sign-in keeps counting in the process.
 """
 

@@ -2,6 +2,8 @@
 
 import hmac
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from datetime import timedelta
 
 from authlib.oauth2.rfc6749 import grants
@@ -11,6 +13,8 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
+from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -20,15 +24,19 @@ from idp.core.clock import utcnow
 from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
+from idp.database import begin_write
 from idp.extensions import db
 from idp.models import AuthorizationCode
 from idp.models import Connection
 from idp.models import Membership
+from idp.models import Organization
 from idp.models import RefreshToken
 from idp.oauth.tokens import end_connection
 from idp.oauth.tokens import issue_pair
 from idp.oauth.tokens import lifetimes
+from idp.oauth.tokens import new_pair
 from idp.oauth.tokens import public_body
+from idp.oauth.tokens import store_pair
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code, client):
         """Find the code; a used one is a replay and ends its connection (RFC 6749 §10.5)."""
+        # Read-then-write: hold the write lock (SQLite) from this first read of the code.
+        begin_write(db.session)
         row = db.session.scalar(
             select(AuthorizationCode).where(AuthorizationCode.digest == cs.digest(code))
         )
@@ -181,21 +191,113 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
 
 
+#: Everything a refresh judges about the presented token, in one indexed query and without a
+#: lock: the rotation itself claims the row with a conditional UPDATE (PERFORMANCE.md §4).
+_REFRESH_BY_DIGEST = (
+    select(
+        RefreshToken.id,
+        RefreshToken.scope,
+        RefreshToken.expires_at,
+        RefreshToken.rotated_at,
+        Connection.id,
+        Connection.client_id,
+        Connection.org_id,
+        Connection.ended_at,
+        Organization.suspended,
+        Membership.id,
+    )
+    .join(Connection, Connection.id == RefreshToken.connection_id)
+    .join(Organization, Organization.id == Connection.org_id)
+    .outerjoin(
+        Membership,
+        and_(Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id),
+    )
+    .where(RefreshToken.digest == bindparam("digest"))
+)
+#: The claim: only the request that turns a live token into a rotated one may issue its pair.
+_CLAIM = (
+    update(RefreshToken.__table__)
+    .where(RefreshToken.__table__.c.id == bindparam("token_id"),
+           RefreshToken.__table__.c.rotated_at.is_(None))
+    .values(rotated_at=bindparam("now"), successor_id=bindparam("successor_id"),
+            sealed_successor=bindparam("sealed"))
+)
+#: Seals whose grace window has passed can never be opened legitimately again.
+_DROP_OLD_SEALS = (
+    update(RefreshToken.__table__)
+    .where(RefreshToken.__table__.c.connection_id == bindparam("of_connection"),
+           RefreshToken.__table__.c.sealed_successor.isnot(None),
+           RefreshToken.__table__.c.rotated_at < bindparam("cutoff"))
+    .values(sealed_successor=None)
+)
+
+
+@dataclass(frozen=True)
+class PresentedToken:
+    """A refresh token as looked up for a refresh, with its connection's standing."""
+
+    id: int
+    scope: str
+    expires_at: datetime
+    rotated_at: datetime | None
+    connection_id: int
+    client_pk: int
+    org_pk: int
+    ended: bool
+    suspended: bool
+    member: bool
+
+    def check_client(self, client):
+        """A refresh token works only for the client its connection belongs to."""
+        return self.client_pk == client.id
+
+    def get_scope(self):
+        """Scope the refresh token may grant."""
+        return self.scope
+
+
+def _rotate(connection, token_id: int, connection_id: int, pair, sealed: bytes, now, grace: int):
+    """Store the successor pair and claim the token; False (caller rolls back) if it was
+    rotated by someone else first. Runs inside the write transaction."""
+    successor_id = store_pair(connection, connection_id, pair)
+    claimed = connection.execute(
+        _CLAIM, {"token_id": token_id, "now": now, "successor_id": successor_id, "sealed": sealed}
+    ).rowcount
+    if claimed != 1:
+        return False
+    connection.execute(
+        _DROP_OLD_SEALS, {"of_connection": connection_id, "cutoff": now - timedelta(seconds=grace)}
+    )
+    return True
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):
-    """RFC 6749 §6 with rotation, an idempotent grace window and reuse detection (SPEC §5.3)."""
+    """RFC 6749 §6 with rotation, an idempotent grace window and reuse detection (SPEC §5.3).
+
+    The common case, a live token, is judged and its successor minted and sealed before the
+    write lock is taken; the lock then covers four short statements (PERFORMANCE.md §4).
+    A token already rotated, or one that another request rotates meanwhile, takes the locked
+    path: the row is read again under the lock and answered as a retry or as reuse.
+    """
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        """Find the token by digest and lock its row so only one request rotates it."""
+        """Find the token by digest with what the refresh rules need; no lock yet."""
         if not cs.REFRESH_TOKEN_PATTERN.fullmatch(refresh_token):
             return None
-        return db.session.scalar(
-            select(RefreshToken)
-            .where(RefreshToken.digest == cs.digest(refresh_token))
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        row = db.session.connection().execute(
+            _REFRESH_BY_DIGEST, {"digest": cs.digest(refresh_token)}
+        ).first()
+        if row is None:
+            return None
+        (token_id, scope, expires_at, rotated_at, connection_id, client_pk, org_pk, ended_at,
+         suspended, membership) = row
+        return PresentedToken(
+            id=token_id, scope=scope, expires_at=expires_at, rotated_at=rotated_at,
+            connection_id=connection_id, client_pk=client_pk, org_pk=org_pk,
+            ended=ended_at is not None, suspended=suspended, member=membership is not None,
         )
 
     def _validate_token_scope(self, token):
@@ -205,15 +307,44 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidScopeError("The requested scope exceeds what was granted.")
 
     def create_token_response(self):
-        """Rotate, replay within the grace window, or end the connection on late reuse."""
+        """Rotate a live token; anything else is settled under the lock."""
         token = self.request.refresh_token
         raw = self.request.form.get("refresh_token")
         client = self.request.client
-        connection = token.connection
         config = current_app.config
         life = lifetimes(client, config)
         now = utcnow()
-        if connection.client_id != client.id:
+        refusal = connection_denial(
+            ended=token.ended, client_enabled=client.enabled, suspended=token.suspended,
+            member=token.member, allowlist=client.org_allowlist or [], org_pk=token.org_pk,
+        )
+        if refusal:
+            raise InvalidGrantError("This connection has ended or is no longer authorised.")
+        if token.expires_at <= now:
+            raise InvalidGrantError("The refresh token has expired.")
+        if token.rotated_at is None:
+            requested = parse_scope(self.request.payload.scope)
+            access_scope = join_scope(requested) if requested else token.scope
+            pair = new_pair(life, access_scope, token.scope, now)
+            sealed = cs.seal(config["SECRET_KEY"], raw, pair.body)
+            begin_write(db.session)
+            if _rotate(db.session.connection(), token.id, token.connection_id, pair, sealed,
+                       now, life.grace):
+                return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER
+            # Another request rotated it after we looked: from here on this is a retry.
+        return self._settle_under_lock(token.id, raw, client.id, life, now)
+
+    def _settle_under_lock(self, token_id, raw, client_pk, life, now):
+        """Judge the token again holding the write lock (SQLite) or its row lock (PostgreSQL)."""
+        begin_write(db.session)
+        token = db.session.scalar(
+            select(RefreshToken)
+            .where(RefreshToken.id == token_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        connection = token.connection
+        if connection.client_id != client_pk:
             raise InvalidGrantError()
         if _connection_refusal(connection):
             raise InvalidGrantError("This connection has ended or is no longer authorised.")
@@ -223,22 +354,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             return self._replay_or_punish(token, raw, connection, life, now)
         requested = parse_scope(self.request.payload.scope)
         access_scope = join_scope(requested) if requested else token.scope
-        body, successor = issue_pair(db.session, connection, life, access_scope, token.scope, now)
-        # Seals whose grace window has passed can never be opened legitimately again.
-        db.session.execute(
-            update(RefreshToken)
-            .where(
-                RefreshToken.connection_id == connection.id,
-                RefreshToken.sealed_successor.isnot(None),
-                RefreshToken.rotated_at < now - timedelta(seconds=life.grace),
-            )
-            .values(sealed_successor=None)
-            .execution_options(synchronize_session=False)
-        )
-        token.rotated_at = now
-        token.successor_id = successor.id
-        token.sealed_successor = cs.seal(config["SECRET_KEY"], raw, body)
-        return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
+        pair = new_pair(life, access_scope, token.scope, now)
+        sealed = cs.seal(current_app.config["SECRET_KEY"], raw, pair.body)
+        if not _rotate(db.session.connection(), token.id, connection.id, pair, sealed, now,
+                       life.grace):
+            raise RuntimeError("a refresh token locked for rotation was rotated by another")
+        return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER
 
     def _replay_or_punish(self, token, raw, connection, life, now):
         """Within the grace window answer the newest successor; after it, treat as theft."""

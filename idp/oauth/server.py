@@ -20,6 +20,7 @@ from idp.core.clock import utcnow
 from idp.core.credentials import Credential
 from idp.core.credentials import authenticate_token
 from idp.core.scopes import join_scope
+from idp.database import reading
 from idp.extensions import db
 from idp.models import AccessToken
 from idp.models import Client
@@ -137,11 +138,11 @@ class Revocation(RevocationEndpoint):
         db.session.commit()
 
 
-def authenticate_resource_server(headers) -> str | None:
+def authenticate_resource_server(connection, headers) -> str | None:
     """Public id of the registered, enabled resource server whose Basic credentials these are."""
     client_id, secret = extract_basic_authorization(headers)
     memo = current_app.extensions["idp.resource_server_memo"]
-    return resource_auth.check(db.session, memo, client_id, secret)
+    return resource_auth.check(connection, memo, client_id, secret)
 
 
 def introspection_payload(result, issuer: str) -> dict:
@@ -173,9 +174,12 @@ class Introspection(IntrospectionEndpoint):
 
     SUPPORTED_TOKEN_TYPES = ("access_token", "api_key", "refresh_token")
 
-    def authenticate_endpoint_client(self, request):
+    def authenticate_endpoint_client(self, request, connection=None):
         """Only resource servers may introspect; connector clients get 401 like anyone else."""
-        server = authenticate_resource_server(request.headers)
+        if connection is None:
+            with reading(db.engine) as connection:
+                return self.authenticate_endpoint_client(request, connection)
+        server = authenticate_resource_server(connection, request.headers)
         if server is None:
             raise InvalidClientError(
                 status_code=401, description="Introspection needs resource-server credentials."
@@ -196,10 +200,11 @@ class Introspection(IntrospectionEndpoint):
 
     def create_endpoint_response(self, request):
         """Judge the token with the shared core and describe the verdict."""
-        self.authenticate_endpoint_client(request)
-        self.check_params(request, None)
         now = utcnow()
-        verdict = authenticate_token(db.session, request.form["token"], now)
+        with reading(db.engine) as connection:
+            self.authenticate_endpoint_client(request, connection)
+            self.check_params(request, None)
+            verdict = authenticate_token(connection, request.form["token"], now)
         if isinstance(verdict, Credential):
             # The caller is a service, not the token's user: record the time of use only and
             # keep the last address seen directly (by /api/v1/me) as it was.

@@ -4,7 +4,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import insert
 from sqlalchemy import update
+from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.orm import Session
 
 from idp import audit
@@ -36,31 +38,27 @@ def lifetimes(client: Client, config: dict) -> Lifetimes:
     )
 
 
-def issue_pair(
-    session: Session,
-    connection: Connection,
-    life: Lifetimes,
-    access_scope: str,
-    refresh_scope: str,
-    now: datetime,
-) -> tuple[dict, RefreshToken]:
-    """Create an access and a refresh token for a connection; return the RFC 6749 §5.1 body."""
+@dataclass(frozen=True)
+class Pair:
+    """A new access and refresh token, made before any database work."""
+
+    #: The RFC 6749 §5.1 body (raw tokens included) plus absolute expiry times.
+    body: dict
+    access_row: dict
+    refresh_row: dict
+
+
+#: Inserts built once (PERFORMANCE.md §1); Core, not ORM units of work, on the refresh path.
+_INSERT_ACCESS = insert(AccessToken.__table__)
+_INSERT_REFRESH = insert(RefreshToken.__table__).returning(RefreshToken.__table__.c.id)
+
+
+def new_pair(life: Lifetimes, access_scope: str, refresh_scope: str, now: datetime) -> Pair:
+    """Mint raw tokens and their rows' values; nothing is stored yet."""
     access = cs.new_access_token()
     refresh = cs.new_refresh_token()
     access_expires = now + timedelta(seconds=life.access)
     refresh_expires = now + timedelta(seconds=life.refresh)
-    session.add(
-        AccessToken(
-            digest=cs.digest(access), connection_id=connection.id, scope=access_scope,
-            issued_at=now, expires_at=access_expires,
-        )
-    )
-    refresh_row = RefreshToken(
-        digest=cs.digest(refresh), connection_id=connection.id, scope=refresh_scope,
-        issued_at=now, expires_at=refresh_expires,
-    )
-    session.add(refresh_row)
-    session.flush()
     body = {
         "access_token": access,
         "token_type": "Bearer",
@@ -72,7 +70,38 @@ def issue_pair(
         "_access_exp": epoch(access_expires),
         "_refresh_exp": epoch(refresh_expires),
     }
-    return body, refresh_row
+    return Pair(
+        body=body,
+        access_row={"digest": cs.digest(access), "scope": access_scope, "issued_at": now,
+                    "expires_at": access_expires},
+        refresh_row={"digest": cs.digest(refresh), "scope": refresh_scope, "issued_at": now,
+                     "expires_at": refresh_expires},
+    )
+
+
+def store_pair(connection: DbConnection, connection_id: int, pair: Pair) -> int:
+    """Insert both tokens of ``pair`` for a connection; return the refresh token's row id."""
+    connection.execute(_INSERT_ACCESS, {**pair.access_row, "connection_id": connection_id})
+    return connection.execute(
+        _INSERT_REFRESH, {**pair.refresh_row, "connection_id": connection_id}
+    ).scalar_one()
+
+
+def issue_pair(
+    session: Session,
+    connection: Connection,
+    life: Lifetimes,
+    access_scope: str,
+    refresh_scope: str,
+    now: datetime,
+) -> tuple[dict, int]:
+    """Create an access and a refresh token for a connection, in the session's transaction.
+
+    Returns the RFC 6749 §5.1 body (with bookkeeping fields; see :func:`public_body`) and the
+    refresh token's row id.
+    """
+    pair = new_pair(life, access_scope, refresh_scope, now)
+    return pair.body, store_pair(session.connection(), connection.id, pair)
 
 
 def public_body(body: dict, now: datetime) -> dict:

@@ -15,15 +15,14 @@ from sqlalchemy import select
 
 from idp import accounts
 from idp import audit
+from idp import throttle
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.scopes import describe
 from idp.core.scopes import parse_scope
-from idp.counters import fail_open
 from idp.database import begin_write
 from idp.extensions import csrf
 from idp.extensions import db
-from idp.extensions import limiter
 from idp.forms import ConsentForm
 from idp.models import Client
 from idp.models import Connection
@@ -171,11 +170,6 @@ def _client_key() -> str:
     return "client:" + client_id[:64] if client_id else "ip:" + (request.remote_addr or "")
 
 
-def _token_limit() -> str:
-    """Requests per client allowed at the token endpoint."""
-    return current_app.config["IDP_TOKEN_RATE_LIMIT"]
-
-
 def _no_store(response):
     """Token-bearing responses must not be cached (RFC 6749 §5.1)."""
     response.headers["Cache-Control"] = "no-store"
@@ -185,10 +179,10 @@ def _no_store(response):
 
 @bp.post("/oauth/token")
 @csrf.exempt
-@limiter.limit(_token_limit, key_func=_client_key, exempt_when=fail_open)
+@throttle.limit("IDP_TOKEN_RATE_LIMIT", _client_key)
 def token():
-    """RFC 6749 §3.2: one write transaction per request; commit only on success."""
-    begin_write(db.session)
+    """RFC 6749 §3.2: commit only on success; each grant takes the write lock where it starts
+    to read what it will write (idp/oauth/grants.py)."""
     response = server().create_token_response()
     if response.status_code == 200:
         db.session.commit()
@@ -199,7 +193,7 @@ def token():
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
-@limiter.limit(_token_limit, key_func=_client_key, exempt_when=fail_open)
+@throttle.limit("IDP_TOKEN_RATE_LIMIT", _client_key)
 def revoke():
     """RFC 7009 revocation; ending a connection commits inside the endpoint."""
     begin_write(db.session)  # read-then-write: hold the write lock from the start (SQLite)
@@ -216,16 +210,9 @@ def _introspection_key() -> str:
     return "ip:" + (request.remote_addr or "")
 
 
-def _introspection_limit() -> str:
-    """Requests per resource server allowed at introspection."""
-    return current_app.config["IDP_INTROSPECTION_RATE_LIMIT"]
-
-
 @bp.post("/oauth/introspect")
 @csrf.exempt
-@limiter.limit(_introspection_limit, key_func=_introspection_key, exempt_when=fail_open)
+@throttle.limit("IDP_INTROSPECTION_RATE_LIMIT", _introspection_key)
 def introspect():
     """RFC 7662 introspection for resource servers; API keys and access tokens alike."""
-    response = server().create_endpoint_response("introspection")
-    db.session.rollback()
-    return _no_store(response)
+    return _no_store(server().create_endpoint_response("introspection"))
