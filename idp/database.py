@@ -92,6 +92,32 @@ def reading(engine: Engine):
         yield connection
 
 
+def read_then_write(session) -> None:
+    """Let the session read without a transaction until :func:`write_now` (SQLite).
+
+    For a request that reads first and writes only at its end: the reads run as single
+    statements, so taking the write lock later needs no rollback of a read transaction (which
+    would also expire every loaded object and hand the connection back to the pool).
+    """
+    session.connection(execution_options={NO_BEGIN: True})
+
+
+def write_now(session) -> None:
+    """Take the write lock for the writes that follow (SQLite), keeping what was read.
+
+    After :func:`read_then_write` this is one ``BEGIN IMMEDIATE`` on the same connection;
+    otherwise it is :func:`begin_write`. On PostgreSQL nothing is needed: each statement sees
+    the latest commits and the writes take their own row locks.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    if connection.get_execution_options().get(NO_BEGIN):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        begin_write(session)
+
+
 def begin_write(session) -> None:
     """Start the session's transaction with the write lock held (SQLite) before any read.
 

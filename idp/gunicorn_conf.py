@@ -16,8 +16,12 @@ bind = os.environ.get("IDP_BIND", "127.0.0.1:5000")
 # one database connection, so keep workers x threads within the pool (IDP_DB_POOL_SIZE +
 # IDP_DB_MAX_OVERFLOW per worker) and the database's max_connections across all instances.
 workers = int(os.environ.get("IDP_WORKERS", "2"))
-threads = int(os.environ.get("IDP_THREADS", "4"))
-worker_class = "gthread"
+threads = int(os.environ.get("IDP_THREADS", "1"))
+# One thread per process: the sync worker. Measured against the keep-alive capable gthread
+# worker on the same machine, it served every API and OAuth path faster and with a far
+# shorter tail, because threads of one process only take turns holding Python's GIL
+# (docs/PERFORMANCE.md, "Server"). It needs a buffering proxy in front (docs/OPERATIONS.md).
+worker_class = "sync" if threads == 1 else "gthread"
 timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
 # On SIGTERM, requests already running (a refresh mid-rotation) get this long to finish.
 graceful_timeout = int(os.environ.get("IDP_GRACEFUL_TIMEOUT", "20"))

@@ -7,11 +7,13 @@ from sqlalchemy import JSON
 from sqlalchemy import Boolean
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
+from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -227,6 +229,16 @@ class RefreshToken(db.Model):
     """An OAuth refresh token (``fe_rt_…``); rotated on every use, kept to detect reuse."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        # Every rotation drops its connection's expired seals, and a connection that refreshes
+        # hourly keeps hundreds of rotated rows until they expire: index only the rows that
+        # still hold a seal (a handful per connection), so that UPDATE touches just those.
+        Index(
+            "ix_refresh_tokens_sealed_connection", "connection_id",
+            sqlite_where=text("sealed_successor IS NOT NULL"),
+            postgresql_where=text("sealed_successor IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     digest: Mapped[str] = mapped_column(DIGEST, unique=True)

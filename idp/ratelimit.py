@@ -6,6 +6,7 @@ cannot spend anyone's quota. The counters live in the storage of a Flask-Limiter
 resource-server kit name them the same way, so services sharing a Redis share the counters.
 """
 
+import functools
 import logging
 import math
 import threading
@@ -71,7 +72,7 @@ def count(strategy, limit_value: str, key: str, prefix: str = "",
     identifiers = [part for part in (prefix, scope, key) if part]
     tightest = None
     try:
-        for item in sorted(parse_many(limit_value)):
+        for item in _parsed(limit_value):
             usage = _hit(strategy, item, identifiers)
             if not usage.allowed:
                 return usage
@@ -84,6 +85,12 @@ def count(strategy, limit_value: str, key: str, prefix: str = "",
         return None
     _paused.pop(store, None)
     return tightest
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(limit_value: str) -> tuple:
+    """The limits in a setting such as ``"100 per minute; 5000 per day"``, parsed once."""
+    return tuple(sorted(parse_many(limit_value)))
 
 
 def _hit(strategy, item, identifiers) -> Usage:

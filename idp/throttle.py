@@ -77,14 +77,25 @@ def limit(setting: str, key_func):
 
 
 def init_app(app) -> None:
-    """Give the app its in-process counters and drop Flask-Limiter's before-request check
-    (call after ``limiter.init_app``).
+    """Give the app its in-process counters and drop Flask-Limiter's per-request hooks (call
+    after ``limiter.init_app``).
 
-    Decorated views are counted by the decorator itself; the hook would only apply default or
-    application-wide limits, and idp/config.py sets none.
+    Decorated views are counted by the decorator itself. The before-request hook would only
+    apply default or application-wide limits, the after-request one only add headers (off in
+    idp/config.py) and settle conditional deductions, and the teardown only clears state kept
+    on the request context, which ends with the request anyway; idp/config.py sets none of
+    those limits.
     """
     app.extensions["idp.local_counters"] = ratelimit.LocalCounters()
-    hooks = app.before_request_funcs.get(None, [])
-    app.before_request_funcs[None] = [
-        hook for hook in hooks if getattr(hook, "__self__", None) is not limiter
-    ]
+    for hooks in (app.before_request_funcs, app.after_request_funcs,
+                  app.teardown_request_funcs):
+        hooks[None] = [hook for hook in hooks.get(None, []) if not _bound_to_limiter(hook)]
+
+
+def _bound_to_limiter(hook) -> bool:
+    """Whether a registered hook is a method of Flask-Limiter (also through a partial)."""
+    function = getattr(hook, "func", hook)
+    owner = getattr(function, "__self__", None)
+    if owner is None and getattr(hook, "args", None):
+        owner = hook.args[0]
+    return owner is limiter

@@ -24,8 +24,15 @@ def test_worker_settings_come_from_the_environment(monkeypatch):
     settings = runpy.run_path(str(CONF))
     assert (settings["workers"], settings["threads"], settings["graceful_timeout"],
             settings["bind"]) == (5, 8, 42, "0.0.0.0:8000")
+    assert settings["worker_class"] == "gthread", "threads need the threaded worker"
     assert "%(U)s" in settings["access_log_format"]
     assert not re.search(r"%\((q|r|\{[^}]*\}i)\)s", settings["access_log_format"])
+
+
+def test_one_thread_per_process_by_default_uses_the_sync_worker(monkeypatch):
+    monkeypatch.delenv("IDP_THREADS", raising=False)
+    settings = runpy.run_path(str(CONF))
+    assert (settings["threads"], settings["worker_class"]) == (1, "sync")
 
 
 @pytest.mark.live

@@ -25,6 +25,7 @@ from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
 from idp.database import begin_write
+from idp.database import write_now
 from idp.extensions import db
 from idp.models import AuthorizationCode
 from idp.models import Connection
@@ -327,7 +328,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             access_scope = join_scope(requested) if requested else token.scope
             pair = new_pair(life, access_scope, token.scope, now)
             sealed = cs.seal(config["SECRET_KEY"], raw, pair.body)
-            begin_write(db.session)
+            write_now(db.session)
             if _rotate(db.session.connection(), token.id, token.connection_id, pair, sealed,
                        now, life.grace):
                 return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER

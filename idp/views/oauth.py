@@ -21,6 +21,7 @@ from idp.core.clock import utcnow
 from idp.core.scopes import describe
 from idp.core.scopes import parse_scope
 from idp.database import begin_write
+from idp.database import read_then_write
 from idp.extensions import csrf
 from idp.extensions import db
 from idp.forms import ConsentForm
@@ -183,6 +184,7 @@ def _no_store(response):
 def token():
     """RFC 6749 §3.2: commit only on success; each grant takes the write lock where it starts
     to read what it will write (idp/oauth/grants.py)."""
+    read_then_write(db.session)
     response = server().create_token_response()
     if response.status_code == 200:
         db.session.commit()
