@@ -25,6 +25,8 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, help="seconds per row per round")
     parser.add_argument("--server-threads", type=int,
                         help="IDP_THREADS for every server (1 = gunicorn's sync worker)")
+    parser.add_argument("--server-workers", type=int,
+                        help="IDP_WORKERS (processes) for every server")
     parser.add_argument("--worker-class", choices=("gthread", "sync"),
                         help="gunicorn worker class for every server (default: the config's)")
     parser.add_argument("--keep-data", action="store_true", default=None,
@@ -47,6 +49,7 @@ def main(argv=None) -> int:
     profile = choose(args.quick, databases=tuple(args.databases or ()) or None,
                      sizes=tuple(args.sizes or ()) or None, rounds=args.rounds,
                      duration=args.duration, server_threads=args.server_threads,
+                     server_workers=args.server_workers,
                      worker_class=args.worker_class, keep_data=args.keep_data)
     if args.profile is not None:
         from bench import profiling

@@ -195,6 +195,8 @@ class Run:
         shared = server_env(port)
         if self.profile.server_threads:
             shared["IDP_THREADS"] = str(self.profile.server_threads)
+        if self.profile.server_workers:
+            shared["IDP_WORKERS"] = str(self.profile.server_workers)
         server = Gunicorn(name, target, {**shared, **env}, port, ready_path,
                           self.profile.worker_class)
         self.servers.append(server)

@@ -24,7 +24,7 @@ RATE = 200
 #: request's time goes (every sample of a thread serving a request, waits included).
 MODES = {"cpu": ["--gil"], "wall": []}
 #: A stack is serving a request when it passes through this frame.
-SERVING = "ThreadWorker.handle "
+SERVING = ("ThreadWorker.handle ", "SyncWorker.handle ")
 #: Named stages of a request: a sample counts for a stage when a frame contains one of its
 #: needles (py-spy writes frames as ``function (package/file.py:line)``).
 STAGES = (
@@ -80,7 +80,9 @@ def summarize(raw: str, serving_only: bool = False, top: int = 25) -> str:
     total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit() or (serving_only and SERVING not in stack):
+        if not stack or not count.isdigit():
+            continue
+        if serving_only and not any(frame in stack for frame in SERVING):
             continue
         frames = stack.split(";")
         n = int(count)

@@ -48,7 +48,9 @@ class Profile:
     threads: int = 1
     #: Threads per gunicorn worker for every server (None: the config's own default).
     server_threads: int | None = None
-    #: gunicorn worker class for every server (None: the config's own, gthread).
+    #: gunicorn worker processes for every server (None: the config's own default).
+    server_workers: int | None = None
+    #: gunicorn worker class for every server (None: the config's own: sync with one thread).
     worker_class: str | None = None
     #: Keep the databases (SQLite files, PostgreSQL scratch databases) after the run.
     keep_data: bool = False

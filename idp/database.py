@@ -1,10 +1,12 @@
 """Engine settings per database: locking that keeps rotation correct, and pool hygiene."""
 
 import logging
+import time
 from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.extensions import db
@@ -32,9 +34,8 @@ def engine_options(config: dict) -> dict:
         }
     return {
         "hide_parameters": True,
-        # A connection the database dropped (restart, failover) is replaced before use, so a
-        # recovered database serves the next request without restarting the IdP.
-        "pool_pre_ping": True,
+        # No ping on every checkout: install() pings connections that sat idle instead.
+        "pool_pre_ping": False,
         "pool_size": config["IDP_DB_POOL_SIZE"],
         "max_overflow": config["IDP_DB_MAX_OVERFLOW"],
         "pool_timeout": config["IDP_DB_POOL_TIMEOUT"],
@@ -47,9 +48,43 @@ def engine_options(config: dict) -> dict:
     }
 
 
+#: A pooled connection unused for this many seconds is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Replace a dropped connection (restart, failover) before use, pinging only idle ones.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip more for every API
+    call, about half the database time of an introspection (docs/PERFORMANCE.md). A database
+    restart takes seconds, so only connections idle for longer than
+    ``PING_AFTER_IDLE_SECONDS`` can have been dropped unnoticed; a busy pool reuses its
+    connections within milliseconds and skips the ping. A connection the database dropped
+    while in use fails that one request with a 503 (and SQLAlchemy then recycles the pool),
+    as it also would with ``pool_pre_ping``. Raising DisconnectionError from the checkout
+    event makes the pool discard the connection and hand out a fresh one (SQLAlchemy's
+    documented pessimistic disconnect handling).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_connection, record):
+        record.info["idp_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        since = record.info.get("idp_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("idle connection failed its ping") from error
+
+
 def install(engine: Engine) -> None:
     """Attach per-dialect listeners to a freshly created engine."""
     if engine.dialect.name != "sqlite":
+        _ping_idle_connections(engine)
         return
 
     @event.listens_for(engine, "connect")
