@@ -75,28 +75,12 @@ class Membership(db.Model):
     organization: Mapped[Organization] = relationship()
 
 
-class Client(db.Model, ClientMixin):
-    """A connector client (Zapier, Make): confidential, exact redirect URIs."""
+class ConnectorClientRules(ClientMixin):
+    """Authlib's client interface for connector clients, read off the client's columns.
 
-    __tablename__ = "clients"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    public_id: Mapped[str] = mapped_column(PUBLIC_ID, unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    secret_digest: Mapped[str] = mapped_column(DIGEST)
-    #: The secret replaced by the last rotation, accepted until ``previous_secret_expires_at``.
-    previous_secret_digest: Mapped[str | None] = mapped_column(DIGEST)
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
-    redirect_uris: Mapped[list] = mapped_column(JSON)
-    allowed_scopes: Mapped[str] = mapped_column(Text)
-    default_scopes: Mapped[str] = mapped_column(Text)
-    #: Organization row ids this client may bind to; empty means any organization.
-    org_allowlist: Mapped[list] = mapped_column(JSON, default=list)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    code_ttl: Mapped[int | None] = mapped_column(Integer)
-    access_token_ttl: Mapped[int | None] = mapped_column(Integer)
-    refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    Shared by the :class:`Client` model and by ``ClientRecord`` (idp/oauth/server.py), the
+    plain copy of a client's row that the OAuth endpoints load without the ORM.
+    """
 
     def get_client_id(self):
         """The public client_id."""
@@ -141,6 +125,30 @@ class Client(db.Model, ClientMixin):
     def check_grant_type(self, grant_type):
         """Authorization code and refresh token grants only."""
         return grant_type in ("authorization_code", "refresh_token")
+
+
+class Client(db.Model, ConnectorClientRules):
+    """A connector client (Zapier, Make): confidential, exact redirect URIs."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(PUBLIC_ID, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_digest: Mapped[str] = mapped_column(DIGEST)
+    #: The secret replaced by the last rotation, accepted until ``previous_secret_expires_at``.
+    previous_secret_digest: Mapped[str | None] = mapped_column(DIGEST)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    redirect_uris: Mapped[list] = mapped_column(JSON)
+    allowed_scopes: Mapped[str] = mapped_column(Text)
+    default_scopes: Mapped[str] = mapped_column(Text)
+    #: Organization row ids this client may bind to; empty means any organization.
+    org_allowlist: Mapped[list] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    code_ttl: Mapped[int | None] = mapped_column(Integer)
+    access_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class ResourceServer(db.Model):
