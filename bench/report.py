@@ -1,11 +1,14 @@
 """Turn a run's outcomes into the results table, the target checks and the docs section."""
 
+import os
+import runpy
 import statistics
 from dataclasses import dataclass
 
 from bench.harness import Measurement
 from bench.harness import Run
 from bench.scenarios import LABELS
+from bench.settings import GUNICORN_CONF
 
 #: The docs section between these markers is rewritten by every full run.
 START = "<!-- bench:results:start -->"
@@ -129,6 +132,27 @@ def wrong_answers(lines: list[Line]) -> list[tuple[str, str]]:
     return out
 
 
+def server_settings(p) -> str:
+    """gunicorn's worker class, processes and threads as every server of the run had them."""
+    saved = dict(os.environ)
+    try:
+        for name in [n for n in os.environ if n.startswith("IDP_")]:
+            del os.environ[name]
+        if p.server_threads:
+            os.environ["IDP_THREADS"] = str(p.server_threads)
+        if p.server_workers:
+            os.environ["IDP_WORKERS"] = str(p.server_workers)
+        conf = runpy.run_path(str(GUNICORN_CONF))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    worker_class = p.worker_class or conf["worker_class"]
+    if worker_class == "sync" and conf["threads"] > 1:
+        worker_class = "gthread"  # what gunicorn itself does
+    return (f"gunicorn `{worker_class}` worker, {conf['workers']} processes x "
+            f"{conf['threads']} thread(s)")
+
+
 def markdown(run: Run, lines: list[Line], checks, facts: dict) -> str:
     """The generated docs section: conditions, results, targets, memory, data sets."""
     p = run.profile
@@ -136,7 +160,8 @@ def markdown(run: Run, lines: list[Line], checks, facts: dict) -> str:
            "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in facts.items() if k not in ("date", "commit")]
     out += [f"| load | wrk, {p.threads} thread, {p.connections} connections; warm-up "
-            f"{p.warmup} s per row, then {p.rounds} interleaved rounds of {p.duration} s |", ""]
+            f"{p.warmup} s per row, then {p.rounds} interleaved rounds of {p.duration} s |",
+            f"| servers | {server_settings(p)}, the same for every server |", ""]
     out += ["### Results (medians over the rounds)", "",
             "| data set | row | req/s | x ceiling | x floor | p50 ms | p99 ms | p99/p50 | "
             "req/s per round | errors |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]

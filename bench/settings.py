@@ -62,8 +62,8 @@ class Profile:
 
 
 FULL = Profile(
-    name="full", sizes=(10_000, 1_000_000), databases=("sqlite", "postgresql"), rounds=3,
-    duration=10, warmup=2, sample=2_000, pool_rate=2_500,
+    name="full", sizes=(10_000, 1_000_000), databases=("sqlite", "postgresql"), rounds=5,
+    duration=6, warmup=2, sample=2_000, pool_rate=2_500,
 )
 QUICK = Profile(
     name="quick", sizes=(1_000, 10_000), databases=("sqlite",), rounds=2, duration=2,
