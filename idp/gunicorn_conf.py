@@ -36,7 +36,7 @@ accesslog = os.environ.get("IDP_ACCESS_LOG", "-")
 # on one host would also fight over its default path.
 control_socket_disable = True
 # No timestamp: the journal or log shipper stamps each line, and formatting one per request
-# cost CPU. The lean logger computes only these atoms (docs/PERFORMANCE.md, finding 5).
+# cost CPU. The lean logger computes only these atoms (docs/PERFORMANCE.md, item 10).
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
 logger_class = "idp.access_log.LeanLogger"
 

@@ -9,7 +9,7 @@ application-wide limits that this app does not configure, is removed, because ev
 cost about a tenth of an introspection (docs/PERFORMANCE.md).
 
 What each limit does while the shared counter store (Redis) cannot be reached (OPERATIONS.md,
-"Redis is down"):
+"When something fails"):
 
 * fail open, not counted at all: every limit counted here (token and revocation endpoints,
   introspection, the per-credential API limit). A refused refresh or introspection during a

@@ -193,7 +193,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 
 #: Everything a refresh judges about the presented token, in one indexed query and without a
-#: lock: the rotation itself claims the row with a conditional UPDATE (PERFORMANCE.md §4).
+#: lock: the rotation itself claims the row with a conditional UPDATE (docs/PERFORMANCE.md, item 6).
 _REFRESH_BY_DIGEST = (
     select(
         RefreshToken.id,
@@ -276,7 +276,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     """RFC 6749 §6 with rotation, an idempotent grace window and reuse detection (SPEC §5.3).
 
     The common case, a live token, is judged and its successor minted and sealed before the
-    write lock is taken; the lock then covers four short statements (PERFORMANCE.md §4).
+    write lock is taken; the lock then covers four short statements (docs/PERFORMANCE.md, item 6).
     A token already rotated, or one that another request rotates meanwhile, takes the locked
     path: the row is read again under the lock and answered as a retry or as reuse.
     """
@@ -312,8 +312,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         token = self.request.refresh_token
         raw = self.request.form.get("refresh_token")
         client = self.request.client
-        config = current_app.config
-        life = lifetimes(client, config)
+        life = lifetimes(client, current_app.config)
         now = utcnow()
         refusal = connection_denial(
             ended=token.ended, client_enabled=client.enabled, suspended=token.suspended,
@@ -324,16 +323,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if token.expires_at <= now:
             raise InvalidGrantError("The refresh token has expired.")
         if token.rotated_at is None:
-            requested = parse_scope(self.request.payload.scope)
-            access_scope = join_scope(requested) if requested else token.scope
-            pair = new_pair(life, access_scope, token.scope, now)
-            sealed = cs.seal(config["SECRET_KEY"], raw, pair.body)
+            pair, sealed = self._successor(token.scope, raw, life, now)
             write_now(db.session)
             if _rotate(db.session.connection(), token.id, token.connection_id, pair, sealed,
                        now, life.grace):
                 return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER
             # Another request rotated it after we looked: from here on this is a retry.
         return self._settle_under_lock(token.id, raw, client.id, life, now)
+
+    def _successor(self, token_scope, raw, life, now):
+        """The successor pair (with a narrower access scope if asked) and its seal, which only
+        the presented raw token opens."""
+        requested = parse_scope(self.request.payload.scope)
+        access_scope = join_scope(requested) if requested else token_scope
+        pair = new_pair(life, access_scope, token_scope, now)
+        return pair, cs.seal(current_app.config["SECRET_KEY"], raw, pair.body)
 
     def _settle_under_lock(self, token_id, raw, client_pk, life, now):
         """Judge the token again holding the write lock (SQLite) or its row lock (PostgreSQL)."""
@@ -353,10 +357,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidGrantError("The refresh token has expired.")
         if token.rotated_at is not None:
             return self._replay_or_punish(token, raw, connection, life, now)
-        requested = parse_scope(self.request.payload.scope)
-        access_scope = join_scope(requested) if requested else token.scope
-        pair = new_pair(life, access_scope, token.scope, now)
-        sealed = cs.seal(current_app.config["SECRET_KEY"], raw, pair.body)
+        pair, sealed = self._successor(token.scope, raw, life, now)
         if not _rotate(db.session.connection(), token.id, connection.id, pair, sealed, now,
                        life.grace):
             raise RuntimeError("a refresh token locked for rotation was rotated by another")
