@@ -119,7 +119,8 @@ class LocalCounters(Storage):
     walks every key on each run: with thousands of credentials counted, that thread cost more
     than the counting (docs/PERFORMANCE.md). Here a window that has ended is simply replaced
     when its key is next counted, and ended windows are swept out, in the counting thread,
-    whenever the table reaches ``sweep_at`` keys.
+    when the table reaches ``sweep_at`` keys, or twice the size it kept at the last sweep
+    (so a table of live windows is not rescanned on every new key).
     """
 
     STORAGE_SCHEME = None
@@ -129,6 +130,7 @@ class LocalCounters(Storage):
         super().__init__()
         self.clock = clock
         self.sweep_at = sweep_at
+        self._next_sweep = sweep_at
         self._lock = threading.Lock()
         #: key -> [end of the window, count in it]
         self._windows: dict[str, list] = {}
@@ -144,7 +146,7 @@ class LocalCounters(Storage):
         with self._lock:
             window = self._windows.get(key)
             if window is None or window[0] <= now:
-                if len(self._windows) >= self.sweep_at:
+                if len(self._windows) >= self._next_sweep:
                     self._sweep(now)
                 window = self._windows[key] = [now + expiry, 0]
             window[1] += amount
@@ -180,6 +182,7 @@ class LocalCounters(Storage):
         """Drop every ended window (the caller holds the lock)."""
         for key in [k for k, (end, _count) in self._windows.items() if end <= now]:
             del self._windows[key]
+        self._next_sweep = max(self.sweep_at, 2 * len(self._windows))
 
 
 def rate_limited_parts(usage: Usage, now: float) -> tuple[int, dict, dict]:

@@ -31,9 +31,9 @@ from idp.models import User
 
 #: Re-exported so callers judge and parse from one module.
 __all__ = [
-    "MALFORMED", "MISSING", "UNKNOWN", "Credential", "Denial", "authenticate",
-    "authenticate_token", "check_shape", "connection_denial", "parse_authorization",
-    "require_scopes",
+    "CONNECTION_MEMBERSHIP", "MALFORMED", "MISSING", "UNKNOWN", "Credential", "Denial",
+    "authenticate", "authenticate_token", "check_shape", "connection_denial",
+    "parse_authorization", "require_scopes",
 ]
 
 
@@ -56,6 +56,11 @@ _API_KEY_BY_DIGEST = (
     )
     .join(Organization, Organization.id == ApiKey.org_id)
     .where(ApiKey.digest == bindparam("digest"))
+)
+#: Join condition: the membership that keeps a connection's user in its organization (a
+#: connection whose user has left answers org_unbound; refresh judges the same way).
+CONNECTION_MEMBERSHIP = and_(
+    Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id
 )
 #: One access token with everything §4 judges, by the digest of the presented token.
 _ACCESS_TOKEN_BY_DIGEST = (
@@ -84,10 +89,7 @@ _ACCESS_TOKEN_BY_DIGEST = (
     .join(Organization, Organization.id == Connection.org_id)
     .join(User, User.id == Connection.user_id)
     .join(Client, Client.id == Connection.client_id)
-    .outerjoin(
-        Membership,
-        and_(Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id),
-    )
+    .outerjoin(Membership, CONNECTION_MEMBERSHIP)
     .where(AccessToken.digest == bindparam("digest"))
 )
 

@@ -13,7 +13,6 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
-from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy import update
@@ -21,6 +20,7 @@ from sqlalchemy import update
 from idp import audit
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
+from idp.core.credentials import CONNECTION_MEMBERSHIP
 from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
@@ -209,10 +209,7 @@ _REFRESH_BY_DIGEST = (
     )
     .join(Connection, Connection.id == RefreshToken.connection_id)
     .join(Organization, Organization.id == Connection.org_id)
-    .outerjoin(
-        Membership,
-        and_(Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id),
-    )
+    .outerjoin(Membership, CONNECTION_MEMBERSHIP)
     .where(RefreshToken.digest == bindparam("digest"))
 )
 #: The claim: only the request that turns a live token into a rotated one may issue its pair.
