@@ -14,6 +14,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
 from sqlalchemy import bindparam
+from sqlalchemy import exists
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -212,11 +213,14 @@ _REFRESH_BY_DIGEST = (
     .outerjoin(Membership, CONNECTION_MEMBERSHIP)
     .where(RefreshToken.digest == bindparam("digest"))
 )
-#: The claim: only the request that turns a live token into a rotated one may issue its pair.
+#: The claim: only the request that turns a live token of a live connection into a rotated
+#: one may issue its pair (a Disconnect committed since the lookup makes the claim miss).
 _CLAIM = (
     update(RefreshToken.__table__)
     .where(RefreshToken.__table__.c.id == bindparam("token_id"),
-           RefreshToken.__table__.c.rotated_at.is_(None))
+           RefreshToken.__table__.c.rotated_at.is_(None),
+           exists().where(Connection.__table__.c.id == RefreshToken.__table__.c.connection_id,
+                          Connection.__table__.c.ended_at.is_(None)))
     .values(rotated_at=bindparam("now"), successor_id=bindparam("successor_id"),
             sealed_successor=bindparam("sealed"))
 )
@@ -256,7 +260,7 @@ class PresentedToken:
 
 def _rotate(connection, token_id: int, connection_id: int, pair, sealed: bytes, now, grace: int):
     """Store the successor pair and claim the token; False (caller rolls back) if it was
-    rotated by someone else first. Runs inside the write transaction."""
+    rotated, or its connection ended, since it was read. Runs inside the write transaction."""
     successor_id = store_pair(connection, connection_id, pair)
     claimed = connection.execute(
         _CLAIM, {"token_id": token_id, "now": now, "successor_id": successor_id, "sealed": sealed}
@@ -325,7 +329,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             if _rotate(db.session.connection(), token.id, token.connection_id, pair, sealed,
                        now, life.grace):
                 return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER
-            # Another request rotated it after we looked: from here on this is a retry.
+            # Rotated (or its connection ended) after we looked: judge it again under the lock.
         return self._settle_under_lock(token.id, raw, client.id, life, now)
 
     def _successor(self, token_scope, raw, life, now):
