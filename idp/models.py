@@ -265,14 +265,6 @@ class RefreshToken(db.Model):
 
     connection: Mapped[Connection] = relationship()
 
-    def check_client(self, client):
-        """A refresh token works only for the client its connection belongs to."""
-        return self.connection.client_id == client.id
-
-    def get_scope(self):
-        """Scope the refresh token may grant."""
-        return self.scope
-
 
 class ApiKey(db.Model):
     """An organization's API key (``key_…``); the raw ``fe_k_`` value is never stored."""

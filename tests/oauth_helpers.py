@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from idp import accounts
 from idp.extensions import db
+from idp.models import AuditEvent
 from idp.models import Client
 from idp.models import Connection
 from idp.models import Organization
@@ -118,6 +119,15 @@ def only_connection() -> Connection:
     rows = list(db.session.scalars(select(Connection)))
     assert len(rows) == 1, rows
     return rows[0]
+
+
+def ended_connection_events(reason: str) -> list[str]:
+    """Audit events of the single connection, which must have ended for ``reason`` (call
+    inside an app context)."""
+    connection = only_connection()
+    assert connection.end_reason == reason
+    return list(db.session.scalars(
+        select(AuditEvent.event).where(AuditEvent.subject == connection.public_id)))
 
 
 def add_org(app, demo, name: str, role="member") -> str:

@@ -2,18 +2,16 @@
 
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from sqlalchemy import select
 
 from idp.extensions import db
-from idp.models import AuditEvent
 from tests.helpers import flask_connect
 from tests.helpers import flask_sign_in
 from tests.helpers import query_of
+from tests.oauth_helpers import ended_connection_events
 from tests.oauth_helpers import exchange
 from tests.oauth_helpers import me
 from tests.oauth_helpers import new_code
 from tests.oauth_helpers import oauth_error
-from tests.oauth_helpers import only_connection
 from tests.oauth_helpers import org_row
 from tests.oauth_helpers import reason
 from tests.oauth_helpers import refresh
@@ -45,11 +43,7 @@ def test_replayed_code_fails_and_ends_the_connection(app, client, demo):
     stale = refresh(client, demo, first["refresh_token"])
     assert stale.status_code == 400 and oauth_error(stale) == "invalid_grant"
     with app.app_context():
-        connection = only_connection()
-        assert connection.end_reason == "code_replay"
-        events = db.session.scalars(
-            select(AuditEvent.event).where(AuditEvent.subject == connection.public_id))
-        assert "connection_ended" in list(events)
+        assert "connection_ended" in ended_connection_events("code_replay")
 
 
 def test_expired_code_is_invalid_grant(client, demo, clock):

@@ -2,16 +2,15 @@
 
 import pytest
 from sqlalchemy import delete
-from sqlalchemy import select
 
 from idp import accounts
 from idp.core.clock import utcnow
 from idp.extensions import db
-from idp.models import AuditEvent
 from idp.models import Membership
 from idp.oauth.tokens import end_connection
 from tests.oauth_helpers import client_row
 from tests.oauth_helpers import connect
+from tests.oauth_helpers import ended_connection_events
 from tests.oauth_helpers import me
 from tests.oauth_helpers import oauth_error
 from tests.oauth_helpers import only_connection
@@ -204,9 +203,6 @@ def test_reuse_after_grace_ends_connection_with_audit(app, client, demo, clock):
     successor = refresh(client, demo, second["refresh_token"])
     assert successor.status_code == 400 and oauth_error(successor) == "invalid_grant"
     with app.app_context():
-        connection = only_connection()
-        assert connection.end_reason == "refresh_reuse"
-        events = list(db.session.scalars(
-            select(AuditEvent.event).where(AuditEvent.subject == connection.public_id)))
+        events = ended_connection_events("refresh_reuse")
         assert events.count("refresh_token_reuse") == 1
         assert events.count("connection_ended") == 1

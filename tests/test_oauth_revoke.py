@@ -5,14 +5,13 @@ from sqlalchemy import select
 
 from idp import clients
 from idp.extensions import db
-from idp.models import AuditEvent
 from idp.models import Connection
 from tests.oauth_helpers import basic
 from tests.oauth_helpers import client_row
 from tests.oauth_helpers import connect
+from tests.oauth_helpers import ended_connection_events
 from tests.oauth_helpers import me
 from tests.oauth_helpers import oauth_error
-from tests.oauth_helpers import only_connection
 from tests.oauth_helpers import reason
 from tests.oauth_helpers import refresh
 
@@ -63,10 +62,7 @@ def test_revoking_either_token_ends_the_connection(app, client, demo, which, hin
     assert response.headers["Cache-Control"] == "no-store"
     _assert_dead(client, demo, body)
     with app.app_context():
-        connection = only_connection()
-        assert connection.end_reason == "revoked_by_client"
-        events = list(db.session.scalars(
-            select(AuditEvent.event).where(AuditEvent.subject == connection.public_id)))
+        events = ended_connection_events("revoked_by_client")
         assert events.count("connection_ended") == 1
 
 
