@@ -13,6 +13,7 @@ from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import false
 from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -148,6 +149,9 @@ class Client(db.Model, ConnectorClientRules):
     code_ttl: Mapped[int | None] = mapped_column(Integer)
     access_token_ttl: Mapped[int | None] = mapped_column(Integer)
     refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    #: Authorization requests must carry an S256 code_challenge (RFC 7636 §4.4.1). New clients
+    #: get it; rows made before the flag existed were migrated to false (docs/DESIGN.md).
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -162,6 +166,31 @@ class ResourceServer(db.Model):
     secret_digest: Mapped[str] = mapped_column(DIGEST)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class UserSession(db.Model):
+    """A signed-in browser session (``ses_…``); the cookie holds the raw id, this row its digest."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(PUBLIC_ID, unique=True)
+    digest: Mapped[str] = mapped_column(DIGEST, unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The session's data (CSRF token, chosen organization, flashes) in Flask's tagged JSON.
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    #: Updated at most once a minute (idp/sessions.py), so the idle limit is that precise.
+    #: Not indexed: an update that changes no indexed column is cheaper (a HOT update on
+    #: PostgreSQL), and only the purge searches by it.
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    #: The absolute end, however busy the session is.
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
 
 
 class Connection(db.Model):
