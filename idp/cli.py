@@ -11,6 +11,7 @@ from idp import accounts
 from idp import apikeys
 from idp import clients
 from idp import credential_cli
+from idp import presets
 from idp import resource_servers
 from idp.extensions import db
 from idp.models import ROLES
@@ -19,16 +20,9 @@ from idp.models import Client
 from idp.models import Organization
 from idp.purge import purge_command
 
-#: Redirect URIs of the demo connectors (SPEC §8).
-ZAPIER_REDIRECTS = ["https://zapier.com/dashboard/auth/oauth/return/App123456CLIAPI/"]
-MAKE_REDIRECTS = [
-    "https://www.make.com/oauth/cb/app",
-    "https://www.integromat.com/oauth/cb/app",
-    "https://eu1.make.com/oauth/cb/app",
-    "https://eu2.make.com/oauth/cb/app",
-    "https://us1.make.com/oauth/cb/app",
-    "https://us2.make.com/oauth/cb/app",
-]
+#: Redirect URIs of the demo connectors (SPEC §8), from the presets' one list.
+ZAPIER_REDIRECTS = [presets.zapier_redirect(presets.DEMO_ZAPIER_APP_ID)]
+MAKE_REDIRECTS = list(presets.MAKE_REDIRECTS)
 DEMO_EMAIL = "owner@acme-realty.example"
 #: Names of the demo resource server and API key; a second seed replaces their secrets.
 DEMO_RESOURCE_SERVER = "FlowEstate API (demo)"
@@ -110,18 +104,25 @@ def client_group():
 
 
 @client_group.command("create")
-@click.option("--name", required=True)
-@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--preset", type=click.Choice(presets.NAMES), default=None,
+              help="Fill in a connector's redirect URIs, name and lifetimes (docs/connectors.md).")
+@click.option("--app-id", default=None,
+              help="With --preset zapier: the app key of its redirect URL, e.g. App123456CLIAPI.")
+@click.option("--name", default=None, help="Required without --preset.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Exact redirect URI (repeatable); added to a preset's.")
 @click.option("--scopes", default=None, help="Allowed scopes (default: the whole catalogue).")
 @click.option("--default-scopes", default=None, help="Granted when none are requested.")
 @click.option("--org", "orgs", multiple=True, help="Allowlisted organization id (repeatable).")
 @click.option("--code-ttl", type=int, default=None)
 @click.option("--access-token-ttl", type=int, default=None)
 @click.option("--refresh-token-ttl", type=int, default=None)
-def client_create(name, redirect_uris, scopes, default_scopes, orgs, code_ttl,
+def client_create(preset, app_id, name, redirect_uris, scopes, default_scopes, orgs, code_ttl,
                   access_token_ttl, refresh_token_ttl):
     """Register a client; its secret is printed once and stored only as a digest."""
     catalogue = current_app.config["IDP_SCOPES"]
+    name, redirect_uris, access_token_ttl = _apply_preset(
+        preset, app_id, name, list(redirect_uris), access_token_ttl)
     try:
         client, secret = clients.create_client(
             name, list(redirect_uris), scopes or " ".join(catalogue), default_scopes, catalogue,
@@ -132,6 +133,39 @@ def client_create(name, redirect_uris, scopes, default_scopes, orgs, code_ttl,
         raise click.BadParameter(str(error)) from None
     db.session.commit()
     click.echo(json.dumps({"client_id": client.public_id, "client_secret": secret}))
+
+
+def _apply_preset(kind, app_id, name, redirect_uris, access_token_ttl):
+    """A preset's name, redirect URIs and lifetime under what the operator gave explicitly."""
+    if kind is None:
+        if app_id:
+            raise click.UsageError("--app-id needs --preset zapier.")
+        if not name or not redirect_uris:
+            raise click.UsageError("Give --name and --redirect-uri, or a --preset.")
+        return name, redirect_uris, access_token_ttl
+    try:
+        chosen = presets.preset(kind, app_id)
+    except presets.PresetError as error:
+        raise click.UsageError(str(error)) from None
+    if access_token_ttl is None:
+        access_token_ttl = chosen.access_token_ttl
+    elif kind == "make" and access_token_ttl <= presets.MAKE_REFRESH_LEAD_SECONDS:
+        raise click.UsageError(
+            f"--access-token-ttl {access_token_ttl} is too short for Make, which refreshes "
+            f"{presets.MAKE_REFRESH_LEAD_SECONDS} seconds before expiry: every run would "
+            "refresh. Use at least 1800 (the preset uses 3600).")
+    return (name or chosen.name, [*chosen.redirect_uris, *redirect_uris], access_token_ttl)
+
+
+@client_group.command("show")
+@click.argument("client_id")
+def client_show(client_id):
+    """Print a client's whole configuration as JSON (never its secret, which is not kept)."""
+    try:
+        client = clients.get_client(client_id)
+    except clients.ClientError as error:
+        raise click.BadParameter(str(error)) from None
+    click.echo(json.dumps(clients.describe(client, current_app.config), indent=2))
 
 
 @client_group.command("list")
@@ -268,6 +302,8 @@ def seed_demo_command(as_json):
     for key, client in result["clients"].items():
         click.echo(f"{key}: client_id={client['client_id']} "
                    f"client_secret={client['client_secret']}")
+        for uri in client["redirect_uris"]:
+            click.echo(f"  redirect URI: {uri}")
     server = result["resource_server"]
     click.echo(f"resource server: client_id={server['client_id']} "
                f"client_secret={server['client_secret']}")

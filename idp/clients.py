@@ -12,6 +12,13 @@ from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
 from idp.extensions import db
 from idp.models import Client
+from idp.models import Organization
+
+#: Columns ``describe`` never shows: row ids and secret digests.
+_HIDDEN = {"id", "public_id", "secret_digest", "previous_secret_digest"}
+#: Lifetime column -> the setting that applies when the column is empty.
+_LIFETIMES = {"code_ttl": "IDP_CODE_TTL", "access_token_ttl": "IDP_ACCESS_TOKEN_TTL",
+              "refresh_token_ttl": "IDP_REFRESH_TOKEN_TTL"}
 
 
 class ClientError(ValueError):
@@ -106,3 +113,26 @@ def rotate_secret(client: Client, overlap_seconds: int, actor: str = "cli") -> s
     audit.record(db.session, "client_secret_rotated", now, actor=actor, subject=client.public_id,
                  overlap_seconds=overlap_seconds)
     return secret
+
+
+def describe(client: Client, config) -> dict:
+    """Every stored setting of a client for operators, without its secret digests."""
+    # Column by column, so a setting added later shows up without a change here.
+    shown = {"client_id": client.public_id}
+    for column in Client.__table__.columns:
+        if column.key in _HIDDEN:
+            continue
+        value = getattr(client, column.key)
+        shown[column.key] = value.isoformat(timespec="seconds") if hasattr(value, "isoformat") \
+            else value
+    shown["allowed_scopes"] = parse_scope(client.allowed_scopes)
+    shown["default_scopes"] = parse_scope(client.default_scopes)
+    shown["org_allowlist"] = list(db.session.scalars(
+        select(Organization.public_id).where(Organization.id.in_(client.org_allowlist or []))
+        .order_by(Organization.public_id)))
+    # What each token actually gets: the client's own lifetime, else the server's default.
+    shown["effective_lifetimes"] = {
+        column: getattr(client, column) or config[setting]
+        for column, setting in _LIFETIMES.items()
+    }
+    return shown
