@@ -14,6 +14,7 @@ from idp.core.scopes import DEFAULT_SCOPES
 #: Every environment variable the IdP reads, with its default (None = derived).
 ENV_DEFAULTS = {
     "SECRET_KEY": None,
+    "SECRET_KEY_FALLBACKS": "",
     "DATABASE_URL": None,
     "IDP_ISSUER": "http://127.0.0.1:5000",
     "IDP_CODE_TTL": "60",
@@ -123,6 +124,11 @@ def build_config(instance_path: str, environ=None) -> dict:
         secret_key = _dev_secret_key(instance_path)
     config = {
         "SECRET_KEY": secret_key,
+        # Previous keys, newest first: Flask checks sessions against them and refresh seals
+        # made before a key rotation still open (idp/oauth/grants.py); nothing new uses them.
+        "SECRET_KEY_FALLBACKS": [
+            key.strip() for key in env["SECRET_KEY_FALLBACKS"].split(",") if key.strip()
+        ],
         "IDP_DEVELOPMENT": development,
         "IDP_ISSUER": issuer,
         "SQLALCHEMY_DATABASE_URI": url,
@@ -189,6 +195,12 @@ def _check_values(config: dict) -> None:
         raise ConfigError(f"IDP_LOG_FORMAT must be text or json, got {config['IDP_LOG_FORMAT']!r}.")
 
 
+def _strong_key(key: str) -> bool:
+    """Long, not a known weak word, and not one character repeated."""
+    return (len(key) >= MIN_SECRET_KEY_LENGTH and key.lower() not in WEAK_SECRETS
+            and len(set(key)) >= 10)
+
+
 def check_config(config: dict) -> None:
     """Refuse settings that are unsafe; one clear message per problem (SPEC §7)."""
     _check_values(config)
@@ -202,11 +214,16 @@ def check_config(config: dict) -> None:
             f"IDP_ISSUER must be an https URL outside development (got {issuer!r}); "
             "development mode exists only for http://127.0.0.1:PORT or http://localhost:PORT."
         )
-    key = config.get("SECRET_KEY") or ""
-    if len(key) < MIN_SECRET_KEY_LENGTH or key.lower() in WEAK_SECRETS or len(set(key)) < 10:
+    if not _strong_key(config.get("SECRET_KEY") or ""):
         raise ConfigError(
             f"SECRET_KEY must be a random value of at least {MIN_SECRET_KEY_LENGTH} characters "
             "in production, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'."
+        )
+    # Flask accepts a session signed with any fallback, so a weak one is as bad as a weak key.
+    if not all(_strong_key(key) for key in config.get("SECRET_KEY_FALLBACKS") or ()):
+        raise ConfigError(
+            "SECRET_KEY_FALLBACKS must hold only former SECRET_KEY values, each a random value "
+            f"of at least {MIN_SECRET_KEY_LENGTH} characters, separated by commas."
         )
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and not config["IDP_ALLOW_SQLITE"]:
         raise ConfigError(

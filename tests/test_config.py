@@ -78,6 +78,18 @@ def test_production_with_safe_settings_passes(tmp_path):
                                                     "socket_connect_timeout": 0.5}
 
 
+@pytest.mark.parametrize("given, expected", [
+    ("", []),
+    (STRONG_KEY, [STRONG_KEY]),
+    (f" {STRONG_KEY} , {STRONG_KEY[::-1]},", [STRONG_KEY, STRONG_KEY[::-1]]),
+])
+def test_secret_key_fallbacks_are_comma_separated(tmp_path, given, expected):
+    config = config_for(tmp_path, IDP_ISSUER=HTTPS, SECRET_KEY=STRONG_KEY, DATABASE_URL=PG,
+                        SECRET_KEY_FALLBACKS=given)
+    assert config["SECRET_KEY_FALLBACKS"] == expected
+    check_config(config)
+
+
 def test_production_sqlite_needs_explicit_opt_in(tmp_path):
     config = config_for(tmp_path, IDP_ISSUER=HTTPS, SECRET_KEY=STRONG_KEY, IDP_ALLOW_SQLITE="1")
     check_config(config)
@@ -92,6 +104,8 @@ REFUSALS = [
      "SECRET_KEY must be a random value"),
     ({"IDP_ISSUER": HTTPS, "SECRET_KEY": "a" * 48, "DATABASE_URL": PG},
      "SECRET_KEY must be a random value"),
+    ({"IDP_ISSUER": HTTPS, "SECRET_KEY": STRONG_KEY, "DATABASE_URL": PG,
+      "SECRET_KEY_FALLBACKS": f"{STRONG_KEY[::-1]},changeme"}, "SECRET_KEY_FALLBACKS must hold"),
     ({"IDP_ISSUER": HTTPS, "SECRET_KEY": STRONG_KEY}, "DATABASE_URL points at SQLite"),
     ({"IDP_ISSUER": HTTPS, "SECRET_KEY": STRONG_KEY, "DATABASE_URL": "sqlite:////srv/idp.db"},
      "DATABASE_URL points at SQLite"),

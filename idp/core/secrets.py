@@ -6,9 +6,11 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Sequence
 
 from cryptography.fernet import Fernet
 from cryptography.fernet import InvalidToken
+from cryptography.fernet import MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -87,9 +89,16 @@ def seal(secret_key: str, raw_token: str, payload: dict) -> bytes:
     return Fernet(_sealing_key(secret_key, raw_token)).encrypt(json.dumps(payload).encode())
 
 
-def unseal(secret_key: str, raw_token: str, sealed: bytes) -> dict | None:
-    """Open what :func:`seal` made, or None if it cannot be opened."""
+def unseal(secret_keys: Sequence[str], raw_token: str, sealed: bytes) -> dict | None:
+    """Open what :func:`seal` made under any of ``secret_keys``, or None if none opens it.
+
+    The current key comes first and the previous ones (Flask's ``SECRET_KEY_FALLBACKS``) after
+    it, so a seal made just before a key rotation still opens within its grace window.
+    """
+    if isinstance(secret_keys, str):
+        raise TypeError("secret_keys is a sequence of keys, not one key")
     try:
-        return json.loads(Fernet(_sealing_key(secret_key, raw_token)).decrypt(sealed))
+        opener = MultiFernet([Fernet(_sealing_key(key, raw_token)) for key in secret_keys])
+        return json.loads(opener.decrypt(sealed))
     except (InvalidToken, ValueError):
         return None

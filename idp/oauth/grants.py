@@ -10,6 +10,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
@@ -27,6 +28,7 @@ from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
 from idp.database import begin_write
 from idp.database import write_now
+from idp.errors import RETRY_AFTER_FAULT
 from idp.extensions import db
 from idp.models import AuthorizationCode
 from idp.models import Connection
@@ -89,23 +91,53 @@ def _client_ip():
     return request.remote_addr
 
 
-def _newest_successor(token: RefreshToken, raw: str) -> dict | None:
+class SuccessorUnavailable(OAuth2Error):
+    """A grace-window retry whose sealed successor cannot be opened: 503, try again.
+
+    Inside the window a presented rotated token is a retry by definition, so failing to open
+    its seal (SECRET_KEY replaced without SECRET_KEY_FALLBACKS, a corrupt seal, or a seal
+    already erased by a host whose clock runs ahead) is our fault, never evidence of theft.
+    """
+
+    #: The fault body the OAuth endpoints use for passing faults (docs/DESIGN.md).
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def __init__(self):
+        """Carry a fixed description; nothing about the token is told."""
+        super().__init__(description="The service is briefly unavailable; retry shortly.")
+
+    def get_headers(self):
+        """JSON headers and when to retry (SPEC §5.3: faults answer 503 with Retry-After)."""
+        return [*super().get_headers(), ("Retry-After", str(RETRY_AFTER_FAULT))]
+
+
+def sealing_keys() -> tuple[str, ...]:
+    """The keys a seal may have been made under: the current one first, then the previous."""
+    config = current_app.config
+    return (config["SECRET_KEY"], *(config.get("SECRET_KEY_FALLBACKS") or ()))
+
+
+def _newest_successor(token: RefreshToken, raw: str) -> dict:
     """Open the token's sealed successor and follow the chain to the live one.
 
     Each seal holds the next raw refresh token, which opens the next seal. If a successor was
     itself rotated (it is younger, so still within its own window), answering with the stale
     successor would hand the client a token that later counts as reuse; the newest one is safe.
+    Raises SuccessorUnavailable when a link of the chain cannot be opened.
     """
-    secret_key = current_app.config["SECRET_KEY"]
-    body = cs.unseal(secret_key, raw, token.sealed_successor)
-    while body is not None:
+    keys = sealing_keys()
+    sealed, opener = token.sealed_successor, raw
+    while True:
+        body = cs.unseal(keys, opener, sealed) if sealed else None
+        if body is None:
+            raise SuccessorUnavailable()
         successor = db.session.scalar(
             select(RefreshToken).where(RefreshToken.digest == cs.digest(body["refresh_token"]))
         )
-        if successor is None or successor.rotated_at is None or not successor.sealed_successor:
+        if successor is None or successor.rotated_at is None:
             return body
-        body = cs.unseal(secret_key, body["refresh_token"], successor.sealed_successor)
-    return None
+        sealed, opener = successor.sealed_successor, body["refresh_token"]
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
@@ -366,10 +398,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def _replay_or_punish(self, token, raw, connection, life, now):
         """Within the grace window answer the newest successor; after it, treat as theft."""
-        if now - token.rotated_at <= timedelta(seconds=life.grace) and token.sealed_successor:
-            body = _newest_successor(token, raw)
-            if body is not None:
-                return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
+        if now - token.rotated_at <= timedelta(seconds=life.grace):
+            try:
+                body = _newest_successor(token, raw)
+            except SuccessorUnavailable:
+                # The connection id only: never a token, a seal or a key.
+                log.warning("grace-window retry on connection %s: its sealed successor cannot "
+                            "be opened (SECRET_KEY changed without SECRET_KEY_FALLBACKS, or a "
+                            "corrupt seal); answered 503", connection.public_id)
+                raise
+            return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
         # Nothing was written yet; end the connection in this transaction, which holds the
         # write lock (SQLite) or the token's row lock (PostgreSQL). Rolling back first would
         # give the lock up, and on SQLite the later write could then fail with "database is
