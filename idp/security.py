@@ -1,15 +1,20 @@
-"""Response headers that keep pages from being framed, sniffed, leaked or injected into."""
+"""Headers that keep pages from being framed, sniffed, leaked or injected into; plain-http OAuth."""
 
+import logging
 import re
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from flask import current_app
+from flask import jsonify
 from flask import request
 from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import Client
+
+log = logging.getLogger(__name__)
 
 #: The Content-Security-Policy of every response; no inline script or style anywhere.
 POLICY = (
@@ -25,11 +30,16 @@ POLICY = (
 FIXED_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    # Authorization codes travel in URLs; never hand them on in a Referer.
-    "Referrer-Policy": "no-referrer",
+    # Our forms must send a Referer to our own origin: over https Flask-WTF refuses a form
+    # whose Referer is missing or from another origin (WTF_CSRF_SSL_STRICT). Other origins
+    # still get none, so nothing of our URLs reaches them (docs/SECURITY.md, "CSRF and the
+    # Referer").
+    "Referrer-Policy": "same-origin",
 }
 #: Pages that may send the browser on to a connector's registered return address.
 AUTHORIZATION_PAGES = ("oauth.authorize", "auth.login")
+#: Seconds a client should wait after the IdP refused a request it saw as plain http.
+RETRY_AFTER_INSECURE = 60
 #: A host name as it may appear in a CSP source expression.
 _HOST = re.compile(r"[A-Za-z0-9.-]+")
 
@@ -107,6 +117,40 @@ def add_headers(response):
     return response
 
 
+class _Hint:
+    """Whether this process has already logged the IDP_PROXY_HOPS hint."""
+
+    logged = False
+
+
+def insecure_transport(error: InsecureTransportError):
+    """An OAuth request seen as plain http: 503 with a JSON body, and a hint in the log once.
+
+    Authlib refuses OAuth requests on http to a host that is not loopback (RFC 6749 §3.2
+    requires TLS), before any of our code runs. Behind a TLS proxy that means the IdP was not
+    told to believe the proxy's ``X-Forwarded-Proto``; the app cannot tell that apart from a
+    real plain-http caller, so it cannot refuse to start. A 503 rather than a 4xx: connectors
+    end a connection on a 4xx from a refresh, and this is the operator's to fix, not theirs.
+    """
+    if not _Hint.logged:
+        _Hint.logged = True
+        forwarded = request.headers.get("X-Forwarded-Proto")
+        log.error(
+            "OAuth request to %s arrived as plain http (X-Forwarded-Proto: %s, IDP_PROXY_HOPS=%s);"
+            " behind a TLS proxy set IDP_PROXY_HOPS to the number of proxies and have the "
+            "proxy send X-Forwarded-Proto (docs/OPERATIONS.md)",
+            request.path, forwarded or "absent", current_app.config["IDP_PROXY_HOPS"],
+        )
+    response = jsonify(error="temporarily_unavailable",
+                       error_description="This server cannot tell that the request came over "
+                                         "https; its operator must fix the proxy settings.")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_INSECURE)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def init_app(app):
-    """Add the headers to every response of the app."""
+    """Add the headers to every response of the app; answer plain-http OAuth requests."""
     app.after_request(add_headers)
+    app.register_error_handler(InsecureTransportError, insecure_transport)

@@ -43,7 +43,7 @@ def test_every_page_gets_the_strict_headers(client):
     assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     # Zapier and Make open sign-in and consent in a popup and watch it: no opener isolation.
     assert "Cross-Origin-Opener-Policy" not in response.headers
     assert "Strict-Transport-Security" not in response.headers  # development runs on http
