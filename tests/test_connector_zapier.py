@@ -1,4 +1,4 @@
-"""The Zapier app's authentication (connectors/zapier/) run by zapier-platform-core against a live IdP.
+"""The Zapier app's authentication (connectors/zapier/) in zapier-platform-core, on a live IdP.
 
 Each step runs ``node connectors/zapier/test/run.js <step>``, which calls the app through core's
 own ``createAppTester`` and plays the part of Zapier's backend that core leaves out (PKCE values,
