@@ -138,3 +138,27 @@ def live_server(database_url, tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tls_rig(database_url, tmp_path, monkeypatch):
+    """The IdP as deployed: nginx (deploy/nginx.conf) terminating TLS for production gunicorn.
+
+    HTTP clients verify its certificate for real: requests reads the rig's CA from the
+    environment, so the tests' plain ``requests.get(server.url ...)`` calls need no change.
+    """
+    from tests import tls_rig as rig_module
+
+    if not os.path.exists(rig_module.NGINX):
+        pytest.skip(f"{rig_module.NGINX} is not installed (CI installs it in .ci/test)")
+    rig = rig_module.TlsRig(database_url, tmp_path)
+    rig.start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(rig.ca))
+    yield rig
+    rig.stop()
+
+
+@pytest.fixture(params=["http", pytest.param("tls", marks=pytest.mark.tls)])
+def served_idp(request):
+    """A live IdP twice: as developers run it (http) and as it is deployed (the TLS rig)."""
+    return request.getfixturevalue("live_server" if request.param == "http" else "tls_rig")
