@@ -59,6 +59,13 @@ WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test",
 
 MIN_SECRET_KEY_LENGTH = 32
 
+#: Longest refresh grace window, in seconds. Inside the window a rotated refresh token is taken
+#: for a retry and answered with its successor, so a stolen token replayed within it goes
+#: undetected: reuse detection (RFC 9700 §4.14.2) is blind for exactly this long. Connectors
+#: retry a lost response within seconds; five minutes still covers a short planned database
+#: maintenance (docs/OPERATIONS.md) without leaving a thief a long blind spot.
+MAX_REFRESH_GRACE_SECONDS = 300
+
 
 class ConfigError(click.ClickException, RuntimeError):
     """Raised when the settings are unsafe for the mode the IdP would run in.
@@ -180,6 +187,11 @@ def _check_values(config: dict) -> None:
             raise ConfigError(f"{name} must be a positive number of seconds, got {config[name]}.")
     if config["IDP_REFRESH_GRACE_SECONDS"] < 0:
         raise ConfigError("IDP_REFRESH_GRACE_SECONDS must not be negative.")
+    if config["IDP_REFRESH_GRACE_SECONDS"] > MAX_REFRESH_GRACE_SECONDS:
+        raise ConfigError(
+            f"IDP_REFRESH_GRACE_SECONDS must be at most {MAX_REFRESH_GRACE_SECONDS}: a replayed "
+            f"refresh token goes undetected that long, got {config['IDP_REFRESH_GRACE_SECONDS']}."
+        )
     for name in RATE_LIMITS:
         try:
             parse_many(config[name])

@@ -90,6 +90,13 @@ def test_secret_key_fallbacks_are_comma_separated(tmp_path, given, expected):
     check_config(config)
 
 
+@pytest.mark.parametrize("grace", ["0", "60", "300"])
+def test_refresh_grace_window_within_bounds_is_accepted(tmp_path, grace):
+    config = config_for(tmp_path, IDP_REFRESH_GRACE_SECONDS=grace)
+    check_config(config)
+    assert config["IDP_REFRESH_GRACE_SECONDS"] == int(grace)
+
+
 def test_production_sqlite_needs_explicit_opt_in(tmp_path):
     config = config_for(tmp_path, IDP_ISSUER=HTTPS, SECRET_KEY=STRONG_KEY, IDP_ALLOW_SQLITE="1")
     check_config(config)
@@ -112,6 +119,8 @@ REFUSALS = [
     ({"IDP_CODE_TTL": "0"}, "IDP_CODE_TTL must be a positive number"),
     ({"IDP_ACCESS_TOKEN_TTL": "-5"}, "IDP_ACCESS_TOKEN_TTL must be a positive number"),
     ({"IDP_REFRESH_GRACE_SECONDS": "-1"}, "IDP_REFRESH_GRACE_SECONDS must not be negative"),
+    ({"IDP_REFRESH_GRACE_SECONDS": "301"}, "IDP_REFRESH_GRACE_SECONDS must be at most 300"),
+    ({"IDP_REFRESH_GRACE_SECONDS": "86400"}, "IDP_REFRESH_GRACE_SECONDS must be at most 300"),
     ({"IDP_TOKEN_RATE_LIMIT": "lots"}, "IDP_TOKEN_RATE_LIMIT must be a rate"),
     ({"IDP_LOG_LEVEL": "chatty"}, "IDP_LOG_LEVEL must be"),
     ({"IDP_LOG_FORMAT": "xml"}, "IDP_LOG_FORMAT must be text or json"),
