@@ -6,13 +6,13 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp import accounts
 from idp import cli
 from idp import database
 from idp import errors
 from idp import logs
 from idp import openapi
 from idp import security
+from idp import sessions
 from idp import throttle
 from idp.config import build_config
 from idp.config import check_config
@@ -26,6 +26,7 @@ from idp.views import api_keys
 from idp.views import auth
 from idp.views import health
 from idp.views import oauth
+from idp.views import sessions as session_pages
 from idp.views import settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,7 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = app.config["IDP_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    app.session_interface = accounts.CookieSessions()
+    app.session_interface = sessions.ServerSessions()
     logs.init_app(app)
     db.init_app(app)
     database.init_app(app)
@@ -67,6 +68,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     cli.init_app(app)
-    for module in (auth, oauth, settings, api_keys, api, health, openapi):
+    for module in (auth, oauth, settings, api_keys, session_pages, api, health, openapi):
         app.register_blueprint(module.bp)
     return app

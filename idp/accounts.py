@@ -3,13 +3,16 @@
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
+from flask import current_app
 from flask import g
+from flask import request
 from flask import session
-from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import select
 
+from idp import sessions
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
+from idp.database import begin_write
 from idp.extensions import db
 from idp.models import MANAGER_ROLES
 from idp.models import Membership
@@ -20,21 +23,6 @@ from idp.models import User
 _hasher = PasswordHasher()
 #: Verified against when the email is unknown, so both paths cost the same (no enumeration).
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
-
-
-class CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, without building a signer for requests with no cookie.
-
-    API, introspection and token calls never carry the sign-in cookie, and Flask's interface
-    builds an itsdangerous signer on every request before it even looks for one
-    (docs/PERFORMANCE.md). An absent cookie is an empty session either way.
-    """
-
-    def open_session(self, app, request):
-        """An empty session when there is no cookie; else Flask's own checks."""
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
-            return self.session_class()
-        return super().open_session(app, request)
 
 
 def hash_password(password: str) -> str:
@@ -90,26 +78,31 @@ def set_membership(user: User, org: Organization, role: str) -> Membership:
 
 
 def current_user() -> User | None:
-    """The signed-in user of this request, looked up once."""
+    """The signed-in user of this request, looked up once; only a live session record counts."""
     if "idp_user" not in g:
-        user_id = session.get("user")
-        g.idp_user = (
-            db.session.scalar(select(User).where(User.public_id == user_id)) if user_id else None
-        )
+        user_id = session.user_id
+        g.idp_user = db.session.get(User, user_id) if user_id else None
     return g.idp_user
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for the user (no data survives from before sign-in)."""
-    session.clear()
-    session["user"] = user.public_id
-    session.permanent = True
+    """Start a fresh session record for the user and commit it (nothing survives from before)."""
+    # Begun with the write lock (SQLite): the request has already read the user.
+    begin_write(db.session)
+    record, raw = sessions.start(db.session, user, utcnow(), current_app.config,
+                                 request.user_agent.string, request.remote_addr)
+    db.session.commit()
+    session.attach(record, raw)
     g.idp_user = user
 
 
 def sign_out() -> None:
-    """Forget the signed-in user."""
-    session.clear()
+    """End this session's record, so every copy of its cookie stops working, and commit."""
+    if session.record_id is not None:
+        begin_write(db.session)
+        sessions.end(db.session, session.user_id, utcnow(), only=session.record_id)
+        db.session.commit()
+    session.detach()
     g.idp_user = None
 
 

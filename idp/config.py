@@ -28,6 +28,8 @@ ENV_DEFAULTS = {
     "IDP_TOKEN_RATE_LIMIT": "300 per minute",
     "IDP_LOGIN_RATE_LIMIT": "10 per minute",
     "IDP_LAST_USED_INTERVAL": "60",
+    "IDP_SESSION_IDLE_SECONDS": str(12 * 3600),
+    "IDP_SESSION_MAX_SECONDS": str(7 * 24 * 3600),
     "IDP_ALLOW_SQLITE": "",
     "IDP_PROXY_HOPS": "0",
     "IDP_DB_POOL_SIZE": "5",
@@ -146,6 +148,8 @@ def build_config(instance_path: str, environ=None) -> dict:
         "IDP_SECRET_OVERLAP_SECONDS": _int(env, "IDP_SECRET_OVERLAP_SECONDS"),
         "IDP_ENDED_RETENTION_SECONDS": _int(env, "IDP_ENDED_RETENTION_SECONDS"),
         "IDP_LAST_USED_INTERVAL": _int(env, "IDP_LAST_USED_INTERVAL"),
+        "IDP_SESSION_IDLE_SECONDS": _int(env, "IDP_SESSION_IDLE_SECONDS"),
+        "IDP_SESSION_MAX_SECONDS": _int(env, "IDP_SESSION_MAX_SECONDS"),
         "IDP_API_RATE_LIMIT": env["IDP_API_RATE_LIMIT"],
         "IDP_INTROSPECTION_RATE_LIMIT": env["IDP_INTROSPECTION_RATE_LIMIT"],
         "IDP_TOKEN_RATE_LIMIT": env["IDP_TOKEN_RATE_LIMIT"],
@@ -173,7 +177,8 @@ def build_config(instance_path: str, environ=None) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": issuer.startswith("https://"),
         "SESSION_COOKIE_NAME": "fe_idp_session",
-        "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        # A visitor's signed cookie (before sign-in) is held to the idle limit as well.
+        "PERMANENT_SESSION_LIFETIME": _int(env, "IDP_SESSION_IDLE_SECONDS"),
         "WTF_CSRF_TIME_LIMIT": None,
         "SQLALCHEMY_ENGINE_OPTIONS": {},
     }
@@ -192,6 +197,7 @@ def _check_values(config: dict) -> None:
             f"IDP_REFRESH_GRACE_SECONDS must be at most {MAX_REFRESH_GRACE_SECONDS}: a replayed "
             f"refresh token goes undetected that long, got {config['IDP_REFRESH_GRACE_SECONDS']}."
         )
+    _check_session_lifetimes(config)
     for name in RATE_LIMITS:
         try:
             parse_many(config[name])
@@ -211,6 +217,20 @@ def _strong_key(key: str) -> bool:
     """Long, not a known weak word, and not one character repeated."""
     return (len(key) >= MIN_SECRET_KEY_LENGTH and key.lower() not in WEAK_SECRETS
             and len(set(key)) >= 10)
+
+
+def _check_session_lifetimes(config: dict) -> None:
+    """A session ends when idle or at its absolute end; the idle limit fits inside the other."""
+    idle, longest = config["IDP_SESSION_IDLE_SECONDS"], config["IDP_SESSION_MAX_SECONDS"]
+    # last_seen_at is written once a minute (idp/sessions.py): a shorter idle limit would end
+    # sessions that are in use.
+    if idle < 120:
+        raise ConfigError(f"IDP_SESSION_IDLE_SECONDS must be at least 120, got {idle}.")
+    if not idle <= longest <= 366 * 24 * 3600:
+        raise ConfigError(
+            "IDP_SESSION_MAX_SECONDS must be at least IDP_SESSION_IDLE_SECONDS and at most a "
+            f"year, got {longest}."
+        )
 
 
 def check_config(config: dict) -> None:

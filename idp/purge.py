@@ -11,7 +11,9 @@ What goes, and why it is safe (OPERATIONS.md, "The purge"):
   before reuse is even considered, so dropping it changes no answer;
 * every token and code of a connection that ended more than ``IDP_ENDED_RETENTION_SECONDS``
   ago (the connection row itself stays, for its history);
-* sealed successors older than the grace window: nobody may open them any more.
+* sealed successors older than the grace window: nobody may open them any more;
+* sign-in sessions that were ended, sat idle past ``IDP_SESSION_IDLE_SECONDS`` or reached their
+  absolute end: no cookie can open them again, and the audit trail keeps who ended which.
 
 Rotated refresh tokens of a live connection stay until they expire: they are what detects a
 stolen token being replayed. Each batch is its own short transaction, so refreshes and sign-ins
@@ -42,6 +44,7 @@ from idp.models import AccessToken
 from idp.models import AuthorizationCode
 from idp.models import Connection
 from idp.models import RefreshToken
+from idp.models import UserSession
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Cutoffs:
     now: datetime
     ended_before: datetime
     grace_before: datetime
+    idle_before: datetime
 
     @classmethod
     def from_config(cls, now: datetime, config: dict) -> "Cutoffs":
@@ -77,6 +81,7 @@ class Cutoffs:
             now=now,
             ended_before=now - timedelta(seconds=config["IDP_ENDED_RETENTION_SECONDS"]),
             grace_before=now - timedelta(seconds=config["IDP_REFRESH_GRACE_SECONDS"]),
+            idle_before=now - timedelta(seconds=config["IDP_SESSION_IDLE_SECONDS"]),
         )
 
 
@@ -85,7 +90,7 @@ class Report:
     """Rows deleted (or, in a dry run, that would be) per kind."""
 
     counts: dict = field(default_factory=lambda: dict.fromkeys(
-        ("codes", "access_tokens", "refresh_tokens", "seals_cleared"), 0))
+        ("codes", "access_tokens", "refresh_tokens", "seals_cleared", "sessions"), 0))
 
     def line(self) -> str:
         """One line for the operator's log."""
@@ -113,6 +118,11 @@ def deletions(cut: Cutoffs) -> dict:
         "refresh_tokens": (RefreshToken, or_(
             RefreshToken.expires_at <= cut.now,
             RefreshToken.connection_id.in_(_ended(cut)),
+        )),
+        "sessions": (UserSession, or_(
+            UserSession.ended_at.isnot(None),
+            UserSession.expires_at <= cut.now,
+            UserSession.last_seen_at <= cut.idle_before,
         )),
     }
 
@@ -231,7 +241,7 @@ def purge(session: Session, cut: Cutoffs, batch_size: int = BATCH_SIZE) -> Repor
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 @with_appcontext
 def purge_command(batch_size, dry_run):
-    """Delete expired codes and tokens, ended connections' tokens and stale seals."""
+    """Delete expired codes and tokens, ended connections' tokens, stale seals and sessions."""
     cut = Cutoffs.from_config(utcnow(), current_app.config)
     if dry_run:
         click.echo("would purge: " + count(db.session, cut).line())

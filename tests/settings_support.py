@@ -11,6 +11,7 @@ from sqlalchemy import text
 from idp import accounts
 from idp import apikeys
 from idp import clients
+from idp import sessions
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.extensions import db
@@ -76,12 +77,14 @@ def world(app) -> dict:
     return {"org": org, "owner": owner, "clients": apps}
 
 
-def enter(client, app, email: str) -> None:
-    """Sign a test client in as ``email`` (the sign-in form has its own tests)."""
+def enter(client, app, email: str) -> str:
+    """Sign a test client in as ``email`` (the sign-in form has its own tests); the raw id."""
     with app.app_context():
-        public_id = accounts.find_user(email).public_id
-    with client.session_transaction() as session:
-        session["user"] = public_id
+        _, raw = sessions.start(db.session, accounts.find_user(email), utcnow(), app.config,
+                                "pytest", "127.0.0.1")
+        db.session.commit()
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], raw)
+    return raw
 
 
 def add_org(app, name: str) -> str:

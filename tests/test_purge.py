@@ -178,7 +178,7 @@ def test_purge_removes_exactly_what_can_no_longer_matter_while_refreshes_run(big
         assert total > 100_000
         before = count(db.session, Cutoffs.from_config(utcnow(), app.config))
     assert before.counts == {"codes": 16_000, "access_tokens": 57_000, "refresh_tokens": 1_000,
-                             "seals_cleared": 20_600}
+                             "seals_cleared": 20_600, "sessions": 0}
 
     stop, failures, successes = threading.Event(), [], []
     chains = list(live_tokens.items())
@@ -214,7 +214,7 @@ def test_purge_removes_exactly_what_can_no_longer_matter_while_refreshes_run(big
           f"failed: {len(failures)}")
     assert result.exit_code == 0, result.output
     assert re.fullmatch(r"purged: codes=16000 access_tokens=57000 refresh_tokens=1000 "
-                        r"seals_cleared=20600 in \d+\.\ds", result.output.strip())
+                        r"seals_cleared=20600 sessions=0 in \d+\.\ds", result.output.strip())
     assert failures == [] and successes
 
     with app.app_context():
@@ -255,10 +255,10 @@ def test_dry_run_counts_and_changes_nothing(app, demo):
         runner = app.test_cli_runner()
         dry = runner.invoke(args=["purge", "--dry-run"])
         assert dry.output.strip() == ("would purge: codes=0 access_tokens=1 refresh_tokens=0 "
-                                      "seals_cleared=0")
+                                      "seals_cleared=0 sessions=0")
         assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 1
         assert runner.invoke(args=["purge"]).output.startswith(
-            "purged: codes=0 access_tokens=1 refresh_tokens=0 seals_cleared=0 in ")
+            "purged: codes=0 access_tokens=1 refresh_tokens=0 seals_cleared=0 sessions=0 in ")
         assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 0
 
 
