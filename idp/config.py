@@ -26,7 +26,11 @@ ENV_DEFAULTS = {
     "IDP_API_RATE_LIMIT": "600 per minute",
     "IDP_INTROSPECTION_RATE_LIMIT": "20000 per minute",
     "IDP_TOKEN_RATE_LIMIT": "300 per minute",
-    "IDP_LOGIN_RATE_LIMIT": "10 per minute",
+    "IDP_CLIENT_RATE_LIMIT": "",
+    "IDP_AUTH_FAILURE_RATE_LIMIT": "30 per minute;300 per hour",
+    "IDP_LOGIN_PAIR_RATE_LIMIT": "5 per minute;20 per hour",
+    "IDP_LOGIN_ADDRESS_RATE_LIMIT": "20 per minute;200 per hour",
+    "IDP_LOGIN_ACCOUNT_RATE_LIMIT": "10 per minute;100 per hour",
     "IDP_LAST_USED_INTERVAL": "60",
     "IDP_SESSION_IDLE_SECONDS": str(12 * 3600),
     "IDP_SESSION_MAX_SECONDS": str(7 * 24 * 3600),
@@ -49,8 +53,13 @@ POSITIVE_SECONDS = (
 #: Settings that are rate limits in the ``limits`` notation ("600 per minute").
 RATE_LIMITS = (
     "IDP_API_RATE_LIMIT", "IDP_INTROSPECTION_RATE_LIMIT", "IDP_TOKEN_RATE_LIMIT",
-    "IDP_LOGIN_RATE_LIMIT",
+    "IDP_AUTH_FAILURE_RATE_LIMIT", "IDP_LOGIN_PAIR_RATE_LIMIT", "IDP_LOGIN_ADDRESS_RATE_LIMIT",
+    "IDP_LOGIN_ACCOUNT_RATE_LIMIT",
 )
+#: Rate limits that are off when empty.
+OPTIONAL_RATE_LIMITS = ("IDP_CLIENT_RATE_LIMIT",)
+#: OWASP ASVS L2 (2.2.1): at most this many failed sign-ins an hour for one account.
+MAX_ACCOUNT_FAILURES_PER_HOUR = 100
 #: Log output formats: one human-readable line, or one JSON object per line.
 LOG_FORMATS = ("text", "json")
 #: Seconds a rate-limit counter call may take before the store counts as down.
@@ -153,7 +162,11 @@ def build_config(instance_path: str, environ=None) -> dict:
         "IDP_API_RATE_LIMIT": env["IDP_API_RATE_LIMIT"],
         "IDP_INTROSPECTION_RATE_LIMIT": env["IDP_INTROSPECTION_RATE_LIMIT"],
         "IDP_TOKEN_RATE_LIMIT": env["IDP_TOKEN_RATE_LIMIT"],
-        "IDP_LOGIN_RATE_LIMIT": env["IDP_LOGIN_RATE_LIMIT"],
+        "IDP_CLIENT_RATE_LIMIT": env["IDP_CLIENT_RATE_LIMIT"],
+        "IDP_AUTH_FAILURE_RATE_LIMIT": env["IDP_AUTH_FAILURE_RATE_LIMIT"],
+        "IDP_LOGIN_PAIR_RATE_LIMIT": env["IDP_LOGIN_PAIR_RATE_LIMIT"],
+        "IDP_LOGIN_ADDRESS_RATE_LIMIT": env["IDP_LOGIN_ADDRESS_RATE_LIMIT"],
+        "IDP_LOGIN_ACCOUNT_RATE_LIMIT": env["IDP_LOGIN_ACCOUNT_RATE_LIMIT"],
         "IDP_ALLOW_SQLITE": env["IDP_ALLOW_SQLITE"].lower() in ("1", "true", "yes"),
         "IDP_PROXY_HOPS": _int(env, "IDP_PROXY_HOPS"),
         "IDP_DB_POOL_SIZE": _int(env, "IDP_DB_POOL_SIZE"),
@@ -198,13 +211,22 @@ def _check_values(config: dict) -> None:
             f"refresh token goes undetected that long, got {config['IDP_REFRESH_GRACE_SECONDS']}."
         )
     _check_session_lifetimes(config)
-    for name in RATE_LIMITS:
+    for name in RATE_LIMITS + OPTIONAL_RATE_LIMITS:
+        if name in OPTIONAL_RATE_LIMITS and not config[name]:
+            continue
         try:
             parse_many(config[name])
         except ValueError:
             raise ConfigError(
                 f"{name} must be a rate such as '600 per minute', got {config[name]!r}."
             ) from None
+    if not any(item.get_expiry() >= 3600 and item.amount <= MAX_ACCOUNT_FAILURES_PER_HOUR
+               for item in parse_many(config["IDP_LOGIN_ACCOUNT_RATE_LIMIT"])):
+        raise ConfigError(
+            "IDP_LOGIN_ACCOUNT_RATE_LIMIT must cap failed sign-ins at "
+            f"{MAX_ACCOUNT_FAILURES_PER_HOUR} an hour or fewer, e.g. '10 per minute;100 per "
+            f"hour', got {config['IDP_LOGIN_ACCOUNT_RATE_LIMIT']!r}."
+        )
     if not isinstance(logging.getLevelName(config["IDP_LOG_LEVEL"]), int):
         raise ConfigError(
             f"IDP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {config['IDP_LOG_LEVEL']!r}."

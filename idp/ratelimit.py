@@ -7,6 +7,7 @@ resource-server kit name them the same way, so services sharing a Redis share th
 """
 
 import functools
+import ipaddress
 import logging
 import math
 import threading
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Counter namespace shared by every door that limits per credential.
 SCOPE = "bearer"
+#: IPv6 prefix length counted as one source: a single host or customer is usually handed a
+#: whole /64, so counting single IPv6 addresses would give one attacker 2**64 budgets.
+IPV6_PREFIX = 64
 #: Seconds to stop asking a counter store that just failed, so an unreachable Redis costs one
 #: timeout every few seconds instead of one per request.
 PAUSE_AFTER_FAILURE = 5.0
@@ -65,9 +69,7 @@ def count(strategy, limit_value: str, key: str, prefix: str = "",
     requests through (logged) rather than failing every API call.
     """
     storage = strategy.storage
-    store = id(storage)
-    paused = _paused.get(store)
-    if paused is not None and paused[0] is storage and paused[1] > clock():
+    if _is_paused(storage, clock):
         return None
     identifiers = [part for part in (prefix, scope, key) if part]
     tightest = None
@@ -79,12 +81,66 @@ def count(strategy, limit_value: str, key: str, prefix: str = "",
             if tightest is None or usage.remaining < tightest.remaining:
                 tightest = usage
     except Exception as error:  # any storage failure: count nothing, serve the request
-        _paused[store] = (storage, clock() + PAUSE_AFTER_FAILURE)
-        log.warning("rate-limit storage unavailable, not counting for %.0f s: %s",
-                    PAUSE_AFTER_FAILURE, type(error).__name__)
+        _pause(storage, clock, error)
         return None
-    _paused.pop(store, None)
+    _paused.pop(id(storage), None)
     return tightest
+
+
+#: What :func:`peek` answers when no limit is breached.
+OPEN = Usage(True, 0, 0, 0.0)
+
+
+def peek(strategy, limit_value: str, key: str, prefix: str = "",
+         clock=time.monotonic, scope: str = SCOPE) -> Usage | None:
+    """Where ``key`` stands without counting: a breached limit, else :data:`OPEN`.
+
+    Used where only failures are counted (failed authentication, failed sign-in): a source
+    already over its limit is refused before any work. None when the store cannot be reached.
+    """
+    storage = strategy.storage
+    if _is_paused(storage, clock):
+        return None
+    identifiers = [part for part in (prefix, scope, key) if part]
+    try:
+        for item in _parsed(limit_value):
+            usage = _test(strategy, item, identifiers)
+            if usage is not None:
+                return usage
+    except Exception as error:  # as in count(): an unreachable store refuses nothing
+        _pause(storage, clock, error)
+        return None
+    return OPEN
+
+
+def address_key(address: str | None) -> str:
+    """The source a per-address counter is kept for: an IPv4 address or an IPv6 /64.
+
+    An IPv4-mapped IPv6 address counts as its IPv4 address; anything unparsable counts as
+    one shared "unknown" source (only a misconfigured proxy sends that).
+    """
+    try:
+        parsed = ipaddress.ip_address((address or "").split("%", 1)[0])
+    except ValueError:
+        return "unknown"
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    if parsed.version == 4:
+        return str(parsed)
+    return str(ipaddress.ip_network(f"{parsed}/{IPV6_PREFIX}", strict=False))
+
+
+def _is_paused(storage, clock) -> bool:
+    """Whether ``storage`` failed moments ago and is being left alone."""
+    paused = _paused.get(id(storage))
+    return paused is not None and paused[0] is storage and paused[1] > clock()
+
+
+def _pause(storage, clock, error: Exception) -> None:
+    """Stop asking ``storage`` for a few seconds after a failure, and say so once."""
+    _paused[id(storage)] = (storage, clock() + PAUSE_AFTER_FAILURE)
+    log.warning("rate-limit storage unavailable, not counting for %.0f s: %s",
+                PAUSE_AFTER_FAILURE, type(error).__name__)
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,6 +165,19 @@ def _hit(strategy, item, identifiers) -> Usage:
     allowed = strategy.hit(item, *identifiers)
     stats = strategy.get_window_stats(item, *identifiers)
     return Usage(allowed, item.amount, max(0, stats.remaining), stats.reset_time)
+
+
+def _test(strategy, item, identifiers) -> Usage | None:
+    """The breached ``item`` as a refusal, or None while it has room (nothing is counted)."""
+    if type(strategy) is FixedWindowRateLimiter:
+        key = item.key_for(*identifiers)
+        if strategy.storage.get(key) < item.amount:
+            return None
+        return Usage(False, item.amount, 0, strategy.storage.get_expiry(key))
+    if strategy.test(item, *identifiers):
+        return None
+    stats = strategy.get_window_stats(item, *identifiers)
+    return Usage(False, item.amount, 0, stats.reset_time)
 
 
 class LocalCounters(Storage):

@@ -1,25 +1,35 @@
-"""Request limits of the IdP's own hot endpoints, counted without Flask-Limiter's decorator.
+"""Request limits of the IdP's own endpoints, counted without Flask-Limiter's decorator.
 
-The per-credential API limit, and the per-client (token, revocation) and per-resource-server
-(introspection) limits, are counted straight in the storage Flask-Limiter was configured with
-(``RATELIMIT_STORAGE_URI``), with a fixed window, by :func:`idp.ratelimit.count`. Flask-Limiter
-itself counts only the views it decorates (sign-in, whose limit must keep counting in-process
-while Redis is down), from the decorator: its per-request hook, which exists for default and
-application-wide limits that this app does not configure, is removed, because evaluating it
-cost about a tenth of an introspection (docs/PERFORMANCE.md).
+Every limit is keyed on who is authenticated, never on an identifier the caller merely
+claims (SPEC §10 as changed on 2026-11-28; the table is in docs/SECURITY.md, "Rate limits"):
+
+* failed client or resource-server authentication (token, revocation, introspection) is
+  counted per source address (:func:`idp.ratelimit.address_key`, IPv6 by /64), and an address
+  over ``IDP_AUTH_FAILURE_RATE_LIMIT`` is refused before any work (:func:`refuse_failing`);
+* authenticated token and revocation requests are counted per connection, from inside the
+  grant or endpoint that found it (idp/oauth/limits.py); introspection per resource server;
+* sign-in failures per (email, address), per address and per account (idp/login_limits.py).
+
+All are counted straight in the storage Flask-Limiter was configured with
+(``RATELIMIT_STORAGE_URI``), with a fixed window, by :func:`idp.ratelimit.count`.
+Flask-Limiter's per-request hook, which exists for default and application-wide limits that
+this app does not configure, is removed, because evaluating it cost about a tenth of an
+introspection (docs/PERFORMANCE.md).
 
 What each limit does while the shared counter store (Redis) cannot be reached (OPERATIONS.md,
 "When something fails"):
 
-* fail open, not counted at all: every limit counted here (token and revocation endpoints,
-  introspection, the per-credential API limit). A refused refresh or introspection during a
-  counter outage would be an outage of every connector; these limits protect capacity, not
-  secrets (every credential they guard carries 128 to 256 random bits), so briefly unlimited
-  traffic is the lesser harm. :func:`idp.ratelimit.count` stops asking a failed store for a
-  few seconds, so an outage costs one timeout now and then, not one per request.
-* counted per process: sign-in, through Flask-Limiter's in-memory fallback (idp/config.py).
-  Passwords are guessable, so brute-force protection must not vanish; with N processes an
-  attacker gets at most N times the configured attempts.
+* fail open, not counted at all: the limits of :func:`count` and :func:`peek` (token,
+  revocation and introspection, the per-credential API limit). A refused refresh or
+  introspection during a counter outage would be an outage of every connector; these limits
+  protect capacity, not secrets (every credential they guard carries 128 to 256 random bits),
+  so briefly unlimited traffic is the lesser harm. :func:`idp.ratelimit.count` stops asking a
+  failed store for a few seconds, so an outage costs one timeout now and then, not one per
+  request.
+* counted per process: sign-in, through :func:`count_strict` and :func:`peek_strict`, which
+  fall back to this process's own counters. Passwords are guessable, so brute-force
+  protection must not vanish; with N processes an attacker gets at most N times the
+  configured attempts.
 """
 
 import time
@@ -36,19 +46,62 @@ from idp.extensions import limiter
 
 #: What the OAuth endpoints say with their 429 (the limit is the caller's, not a credential's).
 MESSAGE = "Too many requests; wait before retrying."
+#: Counter namespace of failed client and resource-server authentication, per address.
+AUTH_FAILURE_SCOPE = "auth-failure"
+
+
+def _strategy(local: bool = False) -> FixedWindowRateLimiter:
+    """A fixed window over the shared store, or over this process's own counters."""
+    storage = limiter.storage
+    if local or isinstance(storage, MemoryStorage):
+        # memory://: this process's own counters (see ratelimit.LocalCounters for why).
+        storage = current_app.extensions["idp.local_counters"]
+    return FixedWindowRateLimiter(storage)
+
+
+def _prefix() -> str:
+    """The key prefix that keeps apps sharing one Redis apart."""
+    return current_app.config.get("RATELIMIT_KEY_PREFIX", "")
 
 
 def count(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
     """Count one request of ``key`` under ``limit_value``; None when not counted."""
     if not limiter.enabled:
         return None
-    storage = limiter.storage
-    if isinstance(storage, MemoryStorage):
-        # memory://: this process's own counters (see ratelimit.LocalCounters for why).
-        storage = current_app.extensions["idp.local_counters"]
-    strategy = FixedWindowRateLimiter(storage)
-    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
-    return ratelimit.count(strategy, limit_value, key, prefix, scope=scope)
+    return ratelimit.count(_strategy(), limit_value, key, _prefix(), scope=scope)
+
+
+def peek(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
+    """The breached limit of ``key`` without counting; None when nothing is refused."""
+    if not limiter.enabled:
+        return None
+    usage = ratelimit.peek(_strategy(), limit_value, key, _prefix(), scope=scope)
+    return usage if usage is not None and not usage.allowed else None
+
+
+def count_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
+    """:func:`count`, in this process's counters while the shared store is down."""
+    if not limiter.enabled:
+        return None
+    usage = ratelimit.count(_strategy(), limit_value, key, _prefix(), scope=scope)
+    if usage is None:
+        usage = ratelimit.count(_strategy(local=True), limit_value, key, _prefix(), scope=scope)
+    return usage
+
+
+def peek_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
+    """:func:`peek`, in this process's counters while the shared store is down."""
+    if not limiter.enabled:
+        return None
+    usage = ratelimit.peek(_strategy(), limit_value, key, _prefix(), scope=scope)
+    if usage is None:
+        usage = ratelimit.peek(_strategy(local=True), limit_value, key, _prefix(), scope=scope)
+    return usage if usage is not None and not usage.allowed else None
+
+
+def source() -> str:
+    """The caller's counted source: its address after ProxyFix, IPv6 by /64."""
+    return ratelimit.address_key(request.remote_addr)
 
 
 def too_many(usage: ratelimit.Usage, now: float):
@@ -60,31 +113,35 @@ def too_many(usage: ratelimit.Usage, now: float):
     return response
 
 
-def limit(setting: str, key_func):
-    """Decorator: count each request per ``key_func()`` under ``app.config[setting]``."""
+def refuse_failing(view):
+    """Decorator for client-authenticated endpoints: an address over its failed-authentication
+    limit is refused before any work, and every 401 (a failed client or resource-server
+    authentication) is counted against the address that sent it."""
 
-    def decorate(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            usage = count(current_app.config[setting], request.endpoint, key_func())
-            if usage is not None and not usage.allowed:
-                return too_many(usage, time.time())
-            return view(*args, **kwargs)
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        limit_value = current_app.config["IDP_AUTH_FAILURE_RATE_LIMIT"]
+        address = source()
+        refused = peek(limit_value, AUTH_FAILURE_SCOPE, address)
+        if refused is not None:
+            return too_many(refused, time.time())
+        response = view(*args, **kwargs)
+        if response.status_code == 401:
+            count(limit_value, AUTH_FAILURE_SCOPE, address)
+        return response
 
-        return wrapper
-
-    return decorate
+    return wrapper
 
 
 def init_app(app) -> None:
     """Give the app its in-process counters and drop Flask-Limiter's per-request hooks (call
     after ``limiter.init_app``).
 
-    Decorated views are counted by the decorator itself. The before-request hook would only
-    apply default or application-wide limits, the after-request one only add headers (off in
-    idp/config.py) and settle conditional deductions, and the teardown only clears state kept
-    on the request context, which ends with the request anyway; idp/config.py sets none of
-    those limits.
+    Flask-Limiter decorates no view here: it is kept for its configured storage. The
+    before-request hook would only apply default or application-wide limits, the
+    after-request one only add headers (off in idp/config.py) and settle conditional
+    deductions, and the teardown only clears state kept on the request context, which ends
+    with the request anyway; idp/config.py sets none of those limits.
     """
     app.extensions["idp.local_counters"] = ratelimit.LocalCounters()
     for hooks in (app.before_request_funcs, app.after_request_funcs,

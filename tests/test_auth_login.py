@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import select
 
 from idp.extensions import db
-from idp.extensions import limiter
 from idp.models import AuditEvent
 from tests.helpers import csrf_token
 from tests.helpers import flask_sign_in
@@ -50,8 +49,17 @@ def test_wrong_password_and_unknown_email_look_the_same(app, client, demo):
     with app.app_context():
         events = db.session.scalars(
             select(AuditEvent).where(AuditEvent.event == "sign_in_failed")).all()
-        assert sorted(e.actor for e in events) == sorted(
-            [demo["user"]["email"], "nobody@acme-realty.example"])
+        assert sorted(events, key=lambda e: e.actor is None)[0].actor == demo["user"]["email"]
+        assert [e.actor for e in events].count(None) == 1, "an unknown email is not recorded"
+
+
+def test_a_password_typed_into_the_email_field_is_never_stored(app, client, demo):
+    typed = "Tr0ub4dor&3-not-an-email"
+    assert _login(client, typed, "anything").status_code == 401
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent)).all()
+        stored = [(e.event, e.actor, e.subject, e.ip, str(e.detail)) for e in rows]
+    assert stored and typed not in repr(stored) and typed.lower() not in repr(stored)
 
 
 def test_email_is_matched_case_insensitively(client, demo):
@@ -99,46 +107,8 @@ def test_next_from_the_query_is_carried_through_the_form(client, demo):
     assert 'name="next" type="hidden" value="/settings/connected-apps?a=1"' in html
 
 
-@pytest.fixture
-def limited(make_app, demo):
-    """An app allowing three sign-in attempts a minute, with fresh counters."""
-    app = make_app(IDP_LOGIN_RATE_LIMIT="3 per minute")
-    with app.app_context():
-        limiter.reset()
-    return app
-
-
-def test_sign_in_is_rate_limited_per_ip(limited, demo):
-    client = limited.test_client()
-    for n in range(3):
-        assert _login(client, f"user{n}@example.com", "wrong").status_code == 401
-    blocked = _login(client, "user9@example.com", "wrong")
-    assert blocked.status_code == 429
-    assert int(blocked.headers["Retry-After"]) > 0
-    # The right password does not get through the limit either.
-    assert _login(client, demo["user"]["email"], demo["user"]["password"]).status_code == 429
-    other_ip = limited.test_client()
-    fresh = _login(other_ip, demo["user"]["email"], demo["user"]["password"],
-                   environ_base={"REMOTE_ADDR": "10.9.8.7"})
-    assert fresh.status_code == 302
-
-
-def test_sign_in_is_rate_limited_per_email(limited, demo):
-    client = limited.test_client()
-    for n in range(3):
-        response = _login(client, demo["user"]["email"], "wrong",
-                          environ_base={"REMOTE_ADDR": f"10.0.0.{n + 1}"})
-        assert response.status_code == 401
-    blocked = _login(client, demo["user"]["email"].upper(), "wrong",
-                     environ_base={"REMOTE_ADDR": "10.0.0.99"})
-    assert blocked.status_code == 429
-    other = _login(client, "someone-else@example.com", "wrong",
-                   environ_base={"REMOTE_ADDR": "10.0.0.100"})
-    assert other.status_code == 401
-
-
-def test_viewing_the_sign_in_page_is_not_limited(limited):
-    client = limited.test_client()
+def test_viewing_the_sign_in_page_is_not_limited(make_app):
+    client = make_app(IDP_LOGIN_ADDRESS_RATE_LIMIT="1 per minute").test_client()
     for _ in range(6):
         assert client.get("/login").status_code == 200
 

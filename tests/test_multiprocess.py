@@ -182,18 +182,19 @@ def test_disconnect_on_one_server_is_refused_at_once_on_the_other(pair, shared_d
 @pytest.mark.skipif(not REDIS_URL, reason="IDP_TEST_REDIS_URL is not set (no shared Redis)")
 def test_rate_limit_counters_are_shared_through_redis(shared_db, tmp_path):
     url, demo = shared_db
-    env = {"RATELIMIT_STORAGE_URI": REDIS_URL, "IDP_TOKEN_RATE_LIMIT": "6 per minute",
+    env = {"RATELIMIT_STORAGE_URI": REDIS_URL, "IDP_AUTH_FAILURE_RATE_LIMIT": "6 per minute",
            "RATELIMIT_KEY_PREFIX": "t" + secrets.token_hex(6)}
     servers = [ConfiguredServer(url, tmp_path, extra_env=env, workers=1, threads=2)
                for _ in range(2)]
     try:
         for server in servers:
             server.start()
-        form = token_form(demo, grant_type="refresh_token", refresh_token="fe_rt_" + "x" * 43)
+        form = {**token_form(demo, grant_type="refresh_token", refresh_token="fe_rt_" + "x" * 43),
+                "client_secret": "wrong"}
         statuses = [requests.post(servers[i % 2].url + "/oauth/token", data=form,
                                   timeout=TIMEOUT).status_code for i in range(8)]
     finally:
         for server in servers:
             server.stop()
-    # Six counted across both processes, whichever served them; then both refuse.
-    assert statuses == [400] * 6 + [429, 429]
+    # Six failures counted across both processes, whichever served them; then both refuse.
+    assert statuses == [401] * 6 + [429, 429]

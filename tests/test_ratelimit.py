@@ -112,29 +112,6 @@ def test_an_unreachable_counter_store_lets_requests_through(make_app):
         assert "X-RateLimit-Limit" not in response.headers
 
 
-def test_the_token_endpoint_answers_429_with_retry_after(make_app):
-    app = make_app(IDP_TOKEN_RATE_LIMIT="2 per minute")
-    from idp.cli import seed_demo
-
-    with app.app_context():
-        limiter.reset()
-        demo = seed_demo()
-    client = app.test_client()
-    zapier = demo["clients"]["zapier"]
-    form = {"grant_type": "refresh_token", "refresh_token": "fe_rt_" + "A" * 43,
-            "client_id": zapier["client_id"], "client_secret": zapier["client_secret"]}
-    for _ in range(2):
-        assert client.post("/oauth/token", data=form).status_code == 400
-    over = client.post("/oauth/token", data=form)
-    assert over.status_code == 429
-    assert over.get_json()["error"] == "rate_limited"
-    assert 0 < int(over.headers["Retry-After"]) <= 60
-    make = demo["clients"]["make"]
-    other = client.post("/oauth/token", data={**form, "client_id": make["client_id"],
-                                              "client_secret": make["client_secret"]})
-    assert other.status_code == 400, "the limit counts per client"
-
-
 def test_the_kit_limits_per_credential_with_the_same_answer(app, client):
     with app.app_context():
         world = build_world(app)

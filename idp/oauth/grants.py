@@ -11,6 +11,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
@@ -201,6 +202,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if given is not None and given != code.redirect_uri:
             raise InvalidGrantError("redirect_uri does not match the authorization request.")
 
+    @hooked  # before_create_token_response: the connection's limit (idp/oauth/limits.py)
     def create_token_response(self):
         """Claim the code atomically, then issue the first pair of the connection."""
         code = self.request.authorization_code
@@ -340,6 +342,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if requested and not set(requested) <= set(parse_scope(token.scope)):
             raise InvalidScopeError("The requested scope exceeds what was granted.")
 
+    @hooked  # before_create_token_response: the connection's limit (idp/oauth/limits.py)
     def create_token_response(self):
         """Rotate a live token; anything else is settled under the lock."""
         token = self.request.refresh_token

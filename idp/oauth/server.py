@@ -30,6 +30,7 @@ from idp.models import AccessToken
 from idp.models import Client
 from idp.models import ConnectorClientRules
 from idp.models import RefreshToken
+from idp.oauth import limits
 from idp.oauth import resource_auth
 from idp.oauth.grants import AuthorizationCodeGrant
 from idp.oauth.grants import RefreshTokenGrant
@@ -189,7 +190,8 @@ class Revocation(RevocationEndpoint):
         self.check_params(request, client)
         token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
         if token is not None and token.connection.client_id != client.id:
-            return None
+            token = None
+        limits.count_connection(token.connection_id if token else None, client.id)
         return token
 
     def revoke_token(self, token, request):
@@ -249,6 +251,7 @@ class Introspection(IntrospectionEndpoint):
             )
         request.client = server
         flask_request.environ["idp.resource_server"] = server
+        limits.count_resource_server(server)
         return server
 
     def check_params(self, request, client):
@@ -284,8 +287,9 @@ def init_app(app):
     authorization = IdpAuthorizationServer()
     authorization.init_app(app, query_client=query_client)
     authorization.register_client_auth_method("client_secret_basic", client_secret_basic)
-    authorization.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
-    authorization.register_grant(RefreshTokenGrant)
+    authorization.register_grant(
+        AuthorizationCodeGrant, [S256CodeChallenge(required=True), limits.ConnectionLimit()])
+    authorization.register_grant(RefreshTokenGrant, [limits.ConnectionLimit()])
     authorization.register_endpoint(Revocation)
     authorization.register_endpoint(Introspection)
     authorization.register_extension(Issuer())

@@ -3,7 +3,6 @@
 from urllib.parse import urlsplit
 
 from flask import Blueprint
-from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -11,10 +10,10 @@ from flask import url_for
 
 from idp import accounts
 from idp import audit
+from idp import login_limits
 from idp.core.clock import utcnow
 from idp.database import begin_write
 from idp.extensions import db
-from idp.extensions import limiter
 from idp.forms import EmptyForm
 from idp.forms import LoginForm
 
@@ -32,35 +31,41 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _login_limit() -> str:
-    """Sign-in attempts allowed per IP and per email."""
-    return current_app.config["IDP_LOGIN_RATE_LIMIT"]
-
-
-def _email_key() -> str:
-    """Rate-limit key for the email being tried."""
-    return "login-email:" + accounts.normalize_email(request.form.get("email", ""))
+#: What a refused sign-in attempt says (the same whether or not the account exists).
+TOO_MANY = "Too many failed sign-in attempts. Wait a minute and try again."
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
-@limiter.limit(_login_limit, key_func=_email_key, methods=["POST"])
 def login():
-    """Show the sign-in form; on success go to ``next`` (a local path only)."""
+    """Show the sign-in form; on success go to ``next`` (a local path only).
+
+    Only failures are counted, and an attempt over a limit is refused before the password
+    is checked (idp/login_limits.py says which counters and why).
+    """
     form = LoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     error = None
     if form.validate_on_submit():
         user = accounts.find_user(form.email.data)
+        attempt = login_limits.attempt(form.email.data, user)
+        refused = login_limits.refusal(attempt)
+        if refused is not None:
+            page = render_template("login.html", form=form, error=TOO_MANY)
+            return page, 429, {"Retry-After": login_limits.retry_after(refused)}
         if accounts.check_password(user, form.password.data):
             accounts.sign_in(user)
-            return redirect(safe_next(form.next.data))
+            response = redirect(safe_next(form.next.data))
+            login_limits.remember_device(response, user)
+            return response
+        login_limits.failed(attempt)
         # The lookup began a read transaction; on SQLite it could not become a writer once
         # another request had committed, so start the audit write with the lock held.
         begin_write(db.session)
+        # What was typed is recorded only when it names an account: people type passwords
+        # into the email field, and the audit trail must never keep one.
         audit.record(
-            db.session, "sign_in_failed", utcnow(), actor=accounts.normalize_email(form.email.data),
+            db.session, "sign_in_failed", utcnow(), actor=user.email if user else None,
             ip=request.remote_addr,
         )
         db.session.commit()

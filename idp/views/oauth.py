@@ -162,15 +162,6 @@ def authorize():
     )
 
 
-def _client_key() -> str:
-    """Token-endpoint rate limits count per client id (Basic or body), else per address."""
-    auth = request.authorization
-    if auth is not None and auth.type == "basic" and auth.username:
-        return "client:" + auth.username[:64]
-    client_id = request.form.get("client_id")
-    return "client:" + client_id[:64] if client_id else "ip:" + (request.remote_addr or "")
-
-
 def _no_store(response):
     """Token-bearing responses must not be cached (RFC 6749 §5.1)."""
     response.headers["Cache-Control"] = "no-store"
@@ -180,10 +171,11 @@ def _no_store(response):
 
 @bp.post("/oauth/token")
 @csrf.exempt
-@throttle.limit("IDP_TOKEN_RATE_LIMIT", _client_key)
+@throttle.refuse_failing
 def token():
     """RFC 6749 §3.2: commit only on success; each grant takes the write lock where it starts
-    to read what it will write (idp/oauth/grants.py)."""
+    to read what it will write (idp/oauth/grants.py). Limits: failed client authentication
+    per address (idp.throttle), then per connection inside the grant (idp/oauth/limits.py)."""
     read_then_write(db.session)
     response = server().create_token_response()
     if response.status_code == 200:
@@ -195,26 +187,21 @@ def token():
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
-@throttle.limit("IDP_TOKEN_RATE_LIMIT", _client_key)
+@throttle.refuse_failing
 def revoke():
-    """RFC 7009 revocation; ending a connection commits inside the endpoint."""
+    """RFC 7009 revocation; ending a connection commits inside the endpoint. Limited as the
+    token endpoint is: per address on failure, per connection once authenticated."""
     begin_write(db.session)  # read-then-write: hold the write lock from the start (SQLite)
     response = server().create_endpoint_response("revocation")
     db.session.rollback()
     return _no_store(response)
 
 
-def _introspection_key() -> str:
-    """Introspection counts against the calling resource server, never the token."""
-    auth = request.authorization
-    if auth is not None and auth.type == "basic" and auth.username:
-        return "rs:" + auth.username[:64]
-    return "ip:" + (request.remote_addr or "")
-
-
 @bp.post("/oauth/introspect")
 @csrf.exempt
-@throttle.limit("IDP_INTROSPECTION_RATE_LIMIT", _introspection_key)
+@throttle.refuse_failing
 def introspect():
-    """RFC 7662 introspection for resource servers; API keys and access tokens alike."""
+    """RFC 7662 introspection for resource servers; API keys and access tokens alike. Counted
+    per address on failed authentication, per authenticated resource server (never per
+    token, never per claimed id) once authenticated (idp/oauth/limits.py)."""
     return _no_store(server().create_endpoint_response("introspection"))
