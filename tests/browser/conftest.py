@@ -34,8 +34,12 @@ def browser():
 
 @pytest.fixture
 def context(browser):
-    """A fresh browser profile at desktop size, with the pages' real CSP enforced."""
-    ctx = browser.new_context(viewport=DESKTOP)
+    """A fresh browser profile at desktop size, with the pages' real CSP enforced.
+
+    Chromium cannot be told to trust the TLS rig's test CA, so it accepts any certificate;
+    the HTTP clients of the same tests verify it.
+    """
+    ctx = browser.new_context(viewport=DESKTOP, ignore_https_errors=True)
     ctx.set_default_timeout(10_000)
     yield ctx
     ctx.close()

@@ -20,10 +20,11 @@ def me(server, key):
     return response.status_code, response.json().get("error", {}).get("reason")
 
 
-def test_key_lifecycle_in_the_browser(browser, live_server, demo):
-    server = live_server
+def test_key_lifecycle_in_the_browser(browser, served_idp, demo):
+    server = served_idp
     context = browser.new_context(viewport={"width": 1280, "height": 800},
-                                  permissions=["clipboard-read", "clipboard-write"])
+                                  permissions=["clipboard-read", "clipboard-write"],
+                                  ignore_https_errors=True)
     page = context.new_page()
     sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"],
             path="/settings/api-keys")
@@ -82,10 +83,10 @@ def test_key_lifecycle_in_the_browser(browser, live_server, demo):
     context.close()
 
 
-def test_everything_works_without_javascript(browser, live_server, demo):
-    server = live_server
+def test_everything_works_without_javascript(browser, served_idp, demo):
+    server = served_idp
     context = browser.new_context(viewport={"width": 390, "height": 844},
-                                  java_script_enabled=False)
+                                  java_script_enabled=False, ignore_https_errors=True)
     page = context.new_page()
     sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"],
             path="/settings/api-keys")

@@ -41,8 +41,8 @@ def connect_in_browser(context, server, demo, state="browser-state"):
     return query_of(returned[0]), verifier
 
 
-def test_connect_use_and_disconnect(context, live_server, demo):
-    server = live_server
+def test_connect_use_and_disconnect(context, served_idp, demo):
+    server = served_idp
     zapier = demo["clients"]["zapier"]
     query, verifier = connect_in_browser(context, server, demo)
     assert query["state"] == "browser-state" and query["iss"] == server.url
@@ -85,3 +85,33 @@ def test_connect_use_and_disconnect(context, live_server, demo):
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
     for secret in (body["access_token"], body["refresh_token"], query["code"]):
         assert secret not in server.log()
+
+
+def test_deny_sends_access_denied_and_no_referer(context, served_idp, demo):
+    server = served_idp
+    params = authorize_params(demo["clients"]["zapier"], scope="leads:read", state="deny-state",
+                              challenge=pkce_pair()[1])
+    page = context.new_page()
+    returned = []
+
+    def fulfil(route):
+        returned.append((route.request.url, route.request.headers))
+        route.fulfill(status=200, content_type="text/html", body=STUB)
+
+    page.route("https://zapier.com/**", fulfil)
+    with page.expect_response(server.url + "/login") as signed_in:
+        sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"],
+                path="/oauth/authorize?" + urlencode(params))
+    # A form post of our own carries our page as Referer (the https CSRF check needs it).
+    assert signed_in.value.request.headers["referer"].startswith(server.url + "/login?next=")
+    page.get_by_role("button", name="Deny").click()
+    page.wait_for_url("https://zapier.com/**")
+    url, headers = returned[0]
+    query = query_of(url)
+    assert (query["error"], query["state"], query["iss"]) == (
+        "access_denied", "deny-state", server.url)
+    # Another origin learns nothing of our URLs (Referrer-Policy: same-origin).
+    assert "referer" not in headers
+    page.goto(server.url + "/settings/connected-apps")
+    assert page.locator("li.connection").count() == 0
+    page.close()
