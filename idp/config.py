@@ -1,6 +1,7 @@
 """Settings: defaults, environment variables, and the production safety check."""
 
 import logging
+import math
 import os
 import secrets
 from pathlib import Path
@@ -32,6 +33,7 @@ ENV_DEFAULTS = {
     "IDP_LOGIN_ADDRESS_RATE_LIMIT": "20 per minute;200 per hour",
     "IDP_LOGIN_ACCOUNT_RATE_LIMIT": "10 per minute;100 per hour",
     "IDP_LAST_USED_INTERVAL": "60",
+    "IDP_CLOCK_OFFSET_LIMIT": "2",
     "IDP_SESSION_IDLE_SECONDS": str(12 * 3600),
     "IDP_SESSION_MAX_SECONDS": str(7 * 24 * 3600),
     "IDP_ALLOW_SQLITE": "",
@@ -100,6 +102,14 @@ def _int(env: dict, name: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {env[name]!r}.") from None
 
 
+def _seconds(env: dict, name: str) -> float:
+    """Read one setting in seconds, fractions allowed, naming it when it is not a number."""
+    try:
+        return float(env[name])
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {env[name]!r}.") from None
+
+
 def database_url(url: str) -> str:
     """Send bare PostgreSQL URLs to psycopg 3, the driver we ship (psycopg2 is not installed)."""
     for bare in ("postgres://", "postgresql://"):
@@ -157,6 +167,7 @@ def build_config(instance_path: str, environ=None) -> dict:
         "IDP_SECRET_OVERLAP_SECONDS": _int(env, "IDP_SECRET_OVERLAP_SECONDS"),
         "IDP_ENDED_RETENTION_SECONDS": _int(env, "IDP_ENDED_RETENTION_SECONDS"),
         "IDP_LAST_USED_INTERVAL": _int(env, "IDP_LAST_USED_INTERVAL"),
+        "IDP_CLOCK_OFFSET_LIMIT": _seconds(env, "IDP_CLOCK_OFFSET_LIMIT"),
         "IDP_SESSION_IDLE_SECONDS": _int(env, "IDP_SESSION_IDLE_SECONDS"),
         "IDP_SESSION_MAX_SECONDS": _int(env, "IDP_SESSION_MAX_SECONDS"),
         "IDP_API_RATE_LIMIT": env["IDP_API_RATE_LIMIT"],
@@ -205,6 +216,10 @@ def _check_values(config: dict) -> None:
             raise ConfigError(f"{name} must be a positive number of seconds, got {config[name]}.")
     if config["IDP_REFRESH_GRACE_SECONDS"] < 0:
         raise ConfigError("IDP_REFRESH_GRACE_SECONDS must not be negative.")
+    # A bound of 0 (or nan) would fail every readiness probe: no two clocks agree exactly.
+    if not 0 < config["IDP_CLOCK_OFFSET_LIMIT"] < math.inf:
+        raise ConfigError("IDP_CLOCK_OFFSET_LIMIT must be a positive number of seconds, got "
+                          f"{config['IDP_CLOCK_OFFSET_LIMIT']}.")
     if config["IDP_REFRESH_GRACE_SECONDS"] > MAX_REFRESH_GRACE_SECONDS:
         raise ConfigError(
             f"IDP_REFRESH_GRACE_SECONDS must be at most {MAX_REFRESH_GRACE_SECONDS}: a replayed "

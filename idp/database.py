@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import SQLAlchemyError
 
+from idp import dbclock
 from idp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def install(engine: Engine) -> None:
     """Attach per-dialect listeners to a freshly created engine."""
     if engine.dialect.name != "sqlite":
         _ping_idle_connections(engine)
+        # After the ping, so a dropped connection is replaced before the clock is read on it.
+        dbclock.install(engine)
         return
 
     @event.listens_for(engine, "connect")
@@ -184,4 +187,5 @@ def _release_session(_exc=None) -> None:
 def init_app(app) -> None:
     """Register the session release; it runs before Flask-SQLAlchemy's (teardowns run in
     reverse order of registration), which then finds nothing left to close."""
+    dbclock.configure(app.config["IDP_CLOCK_OFFSET_LIMIT"])
     app.teardown_appcontext(_release_session)

@@ -16,13 +16,26 @@ Each request's bearer is judged by the IdP's introspection endpoint over HTTP an
 exactly as SPEC §4 says, with the same JSON and headers the IdP itself sends. Values that
 cannot be a credential are refused here, without a call. Verdicts are cached, keyed by a
 SHA-256 digest of the token (never the token itself): an active one for at most
-``min(active_ttl, exp - now)`` and an inactive one for at most ``inactive_ttl`` seconds, so a
-disabled key or an ended connection stops working within ``active_ttl`` (30 s by default).
-The cache holds at most ``cache_size`` verdicts, least recently used out first.
+``min(active_ttl, exp - now)`` and an inactive one for at most ``inactive_ttl`` seconds (5 s
+at most, SPEC §11), so a disabled key or an ended connection stops working within
+``active_ttl`` (30 s by default). Active verdicts are held in a cache of at most
+``cache_size``, inactive ones in their own of at most ``inactive_cache_size``, least recently
+used out first: a flood of made-up bearers churns only the second and never pushes out the
+verdicts real callers rely on.
+
+Bearers the kit does not know (not cached) reach the IdP only while the caller's address
+(``caller_key``; by default its IPv4 address or IPv6 /64) has had fewer than
+``unknown_rate_limit`` inactive answers: past that, such a caller is answered 429
+``rate_limited`` before the IdP is asked, so one caller's flood cannot spend the resource
+server's own introspection budget that every other caller depends on. Cached bearers, and
+bearers introspection finds active, are never refused by this limit.
 
 When the IdP cannot be reached, times out or answers anything but a 200 introspection
 response, the view answers 503 with ``Retry-After`` and nothing is cached: a 401 would tell
-Zapier and Make that the credential is dead when only the judge was away.
+Zapier and Make that the credential is dead when only the judge was away. That includes a
+429 for the resource server itself (its ``IDP_INTROSPECTION_RATE_LIMIT`` spent): only the
+request whose bearer had to be asked about gets the 503, nothing about the refusal is
+remembered, cached verdicts keep answering, and the next uncached bearer asks again.
 """
 
 import logging
@@ -36,7 +49,9 @@ from functools import wraps
 import requests
 from flask import current_app
 from flask import g
+from flask import has_app_context
 from flask import request
+from limits.strategies import FixedWindowRateLimiter
 
 from idp import ratelimit
 from idp.core import secrets as cs
@@ -55,10 +70,28 @@ log = logging.getLogger(__name__)
 
 #: Kinds of bearer introspection may call active.
 TOKEN_TYPES = ("api_key", "access_token")
+#: Longest an inactive verdict may be remembered (SPEC §11).
+MAX_INACTIVE_TTL = 5
+#: Counter namespace of inactive answers per caller.
+UNKNOWN_SCOPE = "kit-unknown"
 
 
 class IdpUnavailable(Exception):
     """Introspection gave no usable answer (unreachable, timed out, 5xx, not our JSON)."""
+
+
+class CallerLimited(Exception):
+    """This caller sent too many bearers that turned out inactive; the IdP is not asked."""
+
+    def __init__(self, usage: ratelimit.Usage):
+        """Carry the breached limit for the 429's headers."""
+        super().__init__("too many unknown bearers from this caller")
+        self.usage = usage
+
+
+def caller_address() -> str:
+    """The default caller key: the request's address, IPv6 by /64."""
+    return ratelimit.address_key(request.remote_addr)
 
 
 @dataclass(frozen=True)
@@ -119,15 +152,24 @@ class ResourceProtector:
         timeout: float = 5,
         limiter=None,
         rate_limit="600 per minute",
+        inactive_cache_size: int = 1_000,
+        unknown_rate_limit: str | None = "30 per minute;300 per hour",
+        caller_key=caller_address,
     ):
         """Configure the IdP endpoint, credentials, cache bounds and (optionally) rate limits.
 
         ``limiter`` is the service's Flask-Limiter instance; when given, every protected view
         counts requests per credential against ``rate_limit`` (a string such as
         ``"600 per minute"``, or a callable returning one) in that limiter's storage.
+        ``unknown_rate_limit`` (None: off) counts inactive answers per ``caller_key()``, in
+        that storage too, or in this process when there is no limiter or its store is down.
         """
-        if cache_size < 0 or active_ttl < 0 or inactive_ttl < 0:
-            raise ValueError("cache_size, active_ttl and inactive_ttl must not be negative")
+        if min(cache_size, inactive_cache_size, active_ttl, inactive_ttl) < 0:
+            raise ValueError("cache sizes, active_ttl and inactive_ttl must not be negative")
+        if inactive_ttl > MAX_INACTIVE_TTL:
+            raise ValueError(f"inactive_ttl must be at most {MAX_INACTIVE_TTL} seconds")
+        if unknown_rate_limit is not None:
+            ratelimit.parse_many(unknown_rate_limit)  # a typo fails at start, not per request
         self.introspection_url = introspection_url
         self.auth = (client_id, client_secret)
         self.cache_size = cache_size
@@ -139,13 +181,22 @@ class ResourceProtector:
         self.timeout = timeout
         self.limiter = limiter
         self.rate_limit = rate_limit
+        self.inactive_cache_size = inactive_cache_size
+        self.unknown_rate_limit = unknown_rate_limit
+        self.caller_key = caller_key
         self._cache: OrderedDict[str, tuple[Bearer | Denial, float]] = OrderedDict()
+        self._inactive: OrderedDict[str, tuple[Bearer | Denial, float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._local = FixedWindowRateLimiter(ratelimit.LocalCounters())
 
     # -- judging ---------------------------------------------------------------------------
 
-    def judge(self, authorization: str | None) -> Bearer | Denial:
-        """The verdict on an Authorization header value; raises IdpUnavailable."""
+    def judge(self, authorization: str | None, caller: str | None = None) -> Bearer | Denial:
+        """The verdict on an Authorization header value; raises IdpUnavailable.
+
+        With a ``caller``, an uncached bearer is first checked against that caller's count of
+        inactive answers (CallerLimited when over it), and an inactive answer is counted.
+        """
         token = parse_authorization(authorization)
         if isinstance(token, Denial):
             return token
@@ -156,8 +207,15 @@ class ResourceProtector:
         cached = self._lookup(key)
         if cached is not None:
             return cached
+        limited = caller is not None and self.unknown_rate_limit is not None
+        if limited:
+            refused = self._unknown_counter(ratelimit.peek, caller)
+            if refused is not None and not refused.allowed:
+                raise CallerLimited(refused)
         verdict, ttl = self._introspect(token)
         self._remember(key, verdict, ttl)
+        if limited and isinstance(verdict, Denial):
+            self._unknown_counter(ratelimit.count, caller)
         return verdict
 
     def _introspect(self, token: str) -> tuple[Bearer | Denial, float]:
@@ -185,35 +243,56 @@ class ResourceProtector:
     def _lookup(self, key: str) -> Bearer | Denial | None:
         """A verdict still within its cache time, or None."""
         with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return None
-            verdict, deadline = entry
-            if deadline <= self.clock():
-                del self._cache[key]
-                return None
-            self._cache.move_to_end(key)
-            return verdict
+            for cache in (self._cache, self._inactive):
+                entry = cache.get(key)
+                if entry is None:
+                    continue
+                verdict, deadline = entry
+                if deadline <= self.clock():
+                    del cache[key]
+                    return None
+                cache.move_to_end(key)
+                return verdict
+            return None
 
     def _remember(self, key: str, verdict: Bearer | Denial, ttl: float) -> None:
-        """Cache a verdict for ``ttl`` seconds, evicting the least recently used past the bound."""
-        if ttl <= 0 or self.cache_size == 0:
+        """Cache a verdict for ``ttl`` seconds, evicting the least recently used past the bound
+        of its own cache (active and inactive verdicts never evict each other)."""
+        active = isinstance(verdict, Bearer)
+        cache, size = (self._cache, self.cache_size) if active else (
+            self._inactive, self.inactive_cache_size)
+        if ttl <= 0 or size == 0:
             return
         with self._lock:
-            self._cache[key] = (verdict, self.clock() + ttl)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache[key] = (verdict, self.clock() + ttl)
+            cache.move_to_end(key)
+            while len(cache) > size:
+                cache.popitem(last=False)
 
     def cache_len(self) -> int:
         """How many verdicts are cached now (expired ones included until evicted)."""
         with self._lock:
-            return len(self._cache)
+            return len(self._cache) + len(self._inactive)
 
     def clear_cache(self) -> None:
         """Forget every cached verdict (for example after an incident)."""
         with self._lock:
             self._cache.clear()
+            self._inactive.clear()
+
+    def _unknown_counter(self, operation, caller: str) -> ratelimit.Usage | None:
+        """Peek at or count the caller's inactive answers: in the service's limiter storage
+        when it is healthy, else in this process (the IdP must stay protected meanwhile)."""
+        strategy = self._local
+        limiter = self.limiter
+        if limiter is not None and limiter.enabled and limiter.limiter.storage is limiter.storage:
+            strategy = limiter.limiter
+        prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "") if has_app_context() else ""
+        usage = operation(strategy, self.unknown_rate_limit, caller, prefix, scope=UNKNOWN_SCOPE)
+        if usage is None and strategy is not self._local:
+            usage = operation(self._local, self.unknown_rate_limit, caller, prefix,
+                              scope=UNKNOWN_SCOPE)
+        return usage
 
     # -- rate limits -----------------------------------------------------------------------
 
@@ -242,10 +321,14 @@ class ResourceProtector:
             @wraps(view)
             def wrapper(*args, **kwargs):
                 try:
-                    verdict = self.judge(request.headers.get("Authorization"))
+                    verdict = self.judge(request.headers.get("Authorization"),
+                                         caller=self.caller_key())
                 except IdpUnavailable as error:
                     log.warning("bearer not judged: %s", error)
                     return json_response(*unavailable_parts())
+                except CallerLimited as refused:
+                    return json_response(*ratelimit.rate_limited_parts(refused.usage,
+                                                                       time.time()))
                 if isinstance(verdict, Denial):
                     return denial_response(verdict)
                 g.credential = verdict

@@ -103,7 +103,7 @@ def test_an_active_token_is_cached_no_longer_than_its_expiry(world, transport):
 
 def test_the_cache_never_grows_past_its_bound_and_drops_the_least_recent(world, transport):
     clock = FakeClock()
-    kit = protector(world, transport, clock=clock, cache_size=5)
+    kit = protector(world, transport, clock=clock, cache_size=5, inactive_cache_size=5)
     headers = ["Bearer " + random_key() for _ in range(20)]
     for header in headers:
         kit.judge(header)
@@ -121,7 +121,7 @@ def test_cache_keys_are_digests_never_tokens(world, transport):
     raws = [world.keys["good"], world.tokens["good"], random_key()]
     for raw in raws:
         kit.judge("Bearer " + raw)
-    keys = list(kit._cache)
+    keys = list(kit._cache) + list(kit._inactive)
     assert len(keys) == 3
     for key in keys:
         assert re.fullmatch(r"[0-9a-f]{64}", key)
