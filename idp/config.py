@@ -44,6 +44,7 @@ ENV_DEFAULTS = {
     "IDP_DB_LOCK_TIMEOUT_MS": "5000",
     "IDP_LOG_LEVEL": "INFO",
     "IDP_LOG_FORMAT": "text",
+    "IDP_MAX_BODY_BYTES": str(64 * 1024),
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_KEY_PREFIX": "idp",
 }
@@ -66,6 +67,11 @@ MAX_ACCOUNT_FAILURES_PER_HOUR = 100
 LOG_FORMATS = ("text", "json")
 #: Seconds a rate-limit counter call may take before the store counts as down.
 COUNTER_STORE_TIMEOUT = 0.5
+#: Bounds of IDP_MAX_BODY_BYTES. The largest body the IdP takes (an API key form with every
+#: scope, a token request) is under 2 KiB, so 4 KiB refuses nothing real; above 1 MiB the limit
+#: no longer protects workers that hold one request each (docs/OPERATIONS.md).
+MIN_BODY_BYTES = 4 * 1024
+MAX_BODY_BYTES = 1024 * 1024
 
 #: Values that must never serve as a production SECRET_KEY.
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "password"}
@@ -204,6 +210,8 @@ def build_config(instance_path: str, environ=None) -> dict:
         # A visitor's signed cookie (before sign-in) is held to the idle limit as well.
         "PERMANENT_SESSION_LIFETIME": _int(env, "IDP_SESSION_IDLE_SECONDS"),
         "WTF_CSRF_TIME_LIMIT": None,
+        # Werkzeug refuses a larger body with 413 when it is read; idp/errors.py answers it.
+        "MAX_CONTENT_LENGTH": _int(env, "IDP_MAX_BODY_BYTES"),
         "SQLALCHEMY_ENGINE_OPTIONS": {},
     }
     return config
@@ -248,6 +256,11 @@ def _check_values(config: dict) -> None:
         )
     if config["IDP_LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"IDP_LOG_FORMAT must be text or json, got {config['IDP_LOG_FORMAT']!r}.")
+    body = config["MAX_CONTENT_LENGTH"]
+    if not isinstance(body, int) or not MIN_BODY_BYTES <= body <= MAX_BODY_BYTES:
+        raise ConfigError(
+            f"IDP_MAX_BODY_BYTES must be between {MIN_BODY_BYTES} and {MAX_BODY_BYTES}, got {body}."
+        )
 
 
 def _strong_key(key: str) -> bool:

@@ -3,6 +3,7 @@
 import logging
 import time
 
+from flask import current_app
 from flask import jsonify
 from flask import render_template
 from flask import request
@@ -11,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp.extensions import db
 from idp.extensions import limiter
@@ -123,6 +125,31 @@ def unprocessable_value(error: DataError):
     return _page(400, "This request cannot be processed", message)
 
 
+def refuse_large_body():
+    """Refuse a declared body over MAX_CONTENT_LENGTH before any work, on every endpoint.
+
+    Werkzeug refuses it only when the body is read, so an endpoint that reads none (GET
+    /api/v1/me) would otherwise answer as if it were not there. A chunked body without a length
+    is still refused by Werkzeug as soon as a read passes the limit.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+
+
+def body_too_large(error: RequestEntityTooLarge):
+    """413 in the shape of the endpoint (RFC 9110 §15.5.14: Content Too Large)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    message = f"The request body is larger than {limit} bytes."
+    if request.path.startswith("/api/"):
+        return api_error(413, "CONTENT_TOO_LARGE", "content_too_large", message)
+    if wants_json():
+        # RFC 6749 §5.2 has no code for an oversized request; it is a malformed one for us.
+        return _oauth_json(413, "invalid_request", message)
+    return _page(413, "This request is too large",
+                 "What was sent is larger than this site accepts. Go back and try again.")
+
+
 def csrf_failed(error: CSRFError):
     """A form posted without a valid CSRF token."""
     return _page(400, "This form has expired", "Go back, reload the page and try again.")
@@ -135,3 +162,5 @@ def init_app(app):
     app.register_error_handler(DataError, unprocessable_value)
     app.register_error_handler(PoolTimeout, database_unavailable)
     app.register_error_handler(CSRFError, csrf_failed)
+    app.register_error_handler(RequestEntityTooLarge, body_too_large)
+    app.before_request(refuse_large_body)

@@ -97,6 +97,13 @@ def test_refresh_grace_window_within_bounds_is_accepted(tmp_path, grace):
     assert config["IDP_REFRESH_GRACE_SECONDS"] == int(grace)
 
 
+def test_max_body_bytes_sets_flasks_limit(tmp_path):
+    assert config_for(tmp_path)["MAX_CONTENT_LENGTH"] == 64 * 1024
+    config = config_for(tmp_path, IDP_MAX_BODY_BYTES="16384")
+    check_config(config)
+    assert config["MAX_CONTENT_LENGTH"] == 16384
+
+
 def test_production_sqlite_needs_explicit_opt_in(tmp_path):
     config = config_for(tmp_path, IDP_ISSUER=HTTPS, SECRET_KEY=STRONG_KEY, IDP_ALLOW_SQLITE="1")
     check_config(config)
@@ -124,6 +131,8 @@ REFUSALS = [
     ({"IDP_TOKEN_RATE_LIMIT": "lots"}, "IDP_TOKEN_RATE_LIMIT must be a rate"),
     ({"IDP_LOG_LEVEL": "chatty"}, "IDP_LOG_LEVEL must be"),
     ({"IDP_LOG_FORMAT": "xml"}, "IDP_LOG_FORMAT must be text or json"),
+    ({"IDP_MAX_BODY_BYTES": "1000"}, "IDP_MAX_BODY_BYTES must be between 4096 and 1048576"),
+    ({"IDP_MAX_BODY_BYTES": "104857600"}, "IDP_MAX_BODY_BYTES must be between 4096"),
 ]
 
 
