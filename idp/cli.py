@@ -117,8 +117,10 @@ def client_group():
 @click.option("--code-ttl", type=int, default=None)
 @click.option("--access-token-ttl", type=int, default=None)
 @click.option("--refresh-token-ttl", type=int, default=None)
+@click.option("--require-pkce/--no-require-pkce", default=True, show_default=True,
+              help="Refuse authorization requests without an S256 code_challenge.")
 def client_create(preset, app_id, name, redirect_uris, scopes, default_scopes, orgs, code_ttl,
-                  access_token_ttl, refresh_token_ttl):
+                  access_token_ttl, refresh_token_ttl, require_pkce):
     """Register a client; its secret is printed once and stored only as a digest."""
     catalogue = current_app.config["IDP_SCOPES"]
     name, redirect_uris, access_token_ttl = _apply_preset(
@@ -128,6 +130,7 @@ def client_create(preset, app_id, name, redirect_uris, scopes, default_scopes, o
             name, list(redirect_uris), scopes or " ".join(catalogue), default_scopes, catalogue,
             org_allowlist=[_org(o).id for o in orgs], code_ttl=code_ttl,
             access_token_ttl=access_token_ttl, refresh_token_ttl=refresh_token_ttl,
+            require_pkce=require_pkce,
         )
     except clients.ClientError as error:
         raise click.BadParameter(str(error)) from None
@@ -229,6 +232,9 @@ def _demo_client(name, redirects):
         secret = clients.rotate_secret(client, 0, actor="seed-demo")
         client.redirect_uris = list(redirects)
         client.enabled = True
+        # Zapier and Make both send S256, so the demo clients require it even when they were
+        # registered before the flag existed.
+        client.require_pkce = True
     return {"client_id": client.public_id, "client_secret": secret,
             "redirect_uris": list(client.redirect_uris)}
 

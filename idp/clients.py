@@ -58,6 +58,7 @@ def create_client(
     access_token_ttl: int | None = None,
     refresh_token_ttl: int | None = None,
     actor: str = "cli",
+    require_pkce: bool = True,
 ) -> tuple[Client, str]:
     """Register a confidential client; returns it and its raw secret (shown once)."""
     allowed = parse_scope(allowed_scopes)
@@ -78,7 +79,7 @@ def create_client(
         redirect_uris=list(dict.fromkeys(redirect_uris)), allowed_scopes=join_scope(allowed),
         default_scopes=join_scope(defaults), org_allowlist=list(org_allowlist or []),
         enabled=True, code_ttl=code_ttl, access_token_ttl=access_token_ttl,
-        refresh_token_ttl=refresh_token_ttl, created_at=now,
+        refresh_token_ttl=refresh_token_ttl, require_pkce=require_pkce, created_at=now,
     )
     db.session.add(client)
     audit.record(db.session, "client_created", now, actor=actor, subject=client.public_id,

@@ -34,8 +34,14 @@ def basic(client_id: str, secret: str) -> dict:
 
 
 def authorize_url(demo, client_key="zapier", **params) -> str:
-    """An /oauth/authorize URL for a demo client; ``None`` values drop a parameter."""
+    """An /oauth/authorize URL for a demo client; ``None`` values drop a parameter.
+
+    The demo clients require PKCE, so an S256 challenge is added unless the test names its own
+    ``code_challenge`` or ``code_challenge_method`` (or drops them with None).
+    """
     base = authorize_params(demo["clients"][client_key], state=params.pop("state", "st-123"))
+    if "code_challenge" not in params and "code_challenge_method" not in params:
+        base.update(code_challenge=pkce_pair()[1], code_challenge_method="S256")
     base.update(params)
     return "/oauth/authorize?" + urlencode({k: v for k, v in base.items() if v is not None})
 

@@ -7,6 +7,7 @@ from idp.extensions import db
 from tests.helpers import flask_connect
 from tests.helpers import flask_sign_in
 from tests.helpers import query_of
+from tests.oauth_helpers import client_row
 from tests.oauth_helpers import ended_connection_events
 from tests.oauth_helpers import exchange
 from tests.oauth_helpers import me
@@ -112,7 +113,10 @@ def test_pkce_verifier_failures(client, demo, case):
     assert response.status_code == status and oauth_error(response) == error, response.get_json()
 
 
-def test_verifier_without_challenge_is_refused(client, demo):
+def test_verifier_without_challenge_is_refused(app, client, demo):
+    with app.app_context():  # a client registered before require_pkce existed
+        client_row(demo).require_pkce = False
+        db.session.commit()
     flask_sign_in(client, demo)
     code = query_of(flask_connect(client, demo).headers["Location"])["code"]
     response = exchange(client, demo, code, "a" * 43)

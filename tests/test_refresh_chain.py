@@ -3,6 +3,7 @@ a refresh that loses a race between its lookup and its claim is judged again und
 
 from tests.helpers import flask_connect
 from tests.helpers import flask_sign_in
+from tests.helpers import pkce_pair
 from tests.helpers import query_of
 from tests.helpers import token_request
 
@@ -10,10 +11,11 @@ from tests.helpers import token_request
 def _first_pair(client, demo):
     """Connect the demo Zapier client and redeem the code."""
     flask_sign_in(client, demo)
-    code = query_of(flask_connect(client, demo).headers["Location"])["code"]
+    verifier, challenge = pkce_pair()
+    code = query_of(flask_connect(client, demo, challenge=challenge).headers["Location"])["code"]
     return token_request(client, demo, {
         "grant_type": "authorization_code", "code": code,
-        "redirect_uri": demo["clients"]["zapier"]["redirect_uris"][0],
+        "redirect_uri": demo["clients"]["zapier"]["redirect_uris"][0], "code_verifier": verifier,
     }).get_json()
 
 

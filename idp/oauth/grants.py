@@ -61,8 +61,15 @@ class S256CodeChallenge(CodeChallenge):
     CODE_CHALLENGE_METHODS = {"S256": _s256_matches}
 
     def validate_code_challenge(self, grant, redirect_uri):
-        """Refuse a challenge whose method is absent (plain by default) or not S256."""
+        """Refuse a challenge whose method is absent (plain by default) or not S256, and a
+        request without one when the client requires PKCE (RFC 7636 §4.4.1).
+
+        Authlib runs this hook after the client and redirect URI were validated, so the
+        refusal goes back to the client as ``error=invalid_request`` (RFC 6749 §4.1.2.1).
+        """
         payload = grant.request.payload.data
+        if not payload.get("code_challenge") and grant.request.client.require_pkce:
+            raise InvalidRequestError("This client must send a PKCE code_challenge (S256).")
         if payload.get("code_challenge") and not payload.get("code_challenge_method"):
             raise InvalidRequestError("code_challenge_method must be S256.")
         return super().validate_code_challenge(grant, redirect_uri)

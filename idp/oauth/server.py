@@ -60,6 +60,7 @@ class ClientRecord(ConnectorClientRules):
     code_ttl: int | None
     access_token_ttl: int | None
     refresh_token_ttl: int | None
+    require_pkce: bool
 
 
 # Statements built once at import so their cache keys stay memoized (PERFORMANCE.md §1).

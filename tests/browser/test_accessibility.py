@@ -22,6 +22,7 @@ from tests.browser.support import screenshot
 from tests.browser.support import sign_in
 from tests.helpers import authorize_params
 from tests.helpers import http_connect
+from tests.helpers import pkce_pair
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
@@ -56,10 +57,12 @@ def seed(app, demo):
 def connect(server, demo, user, scope):
     """A live connection made over plain HTTP by ``user`` (code redeemed, token used)."""
     zapier = demo["clients"]["zapier"]
+    verifier, challenge = pkce_pair()
     with requests.Session() as http:
-        query = http_connect(server.url, {**demo, "user": user}, session=http, scope=scope)
+        query = http_connect(server.url, {**demo, "user": user}, session=http, scope=scope,
+                             challenge=challenge)
     tokens = requests.post(server.url + "/oauth/token", data={
-        "grant_type": "authorization_code", "code": query["code"],
+        "grant_type": "authorization_code", "code": query["code"], "code_verifier": verifier,
         "redirect_uri": zapier["redirect_uris"][0], "client_id": zapier["client_id"],
         "client_secret": zapier["client_secret"]}, timeout=10).json()
     requests.get(server.url + "/api/v1/me", timeout=10,
@@ -110,7 +113,7 @@ def test_every_page_is_accessible(browser, app, live_server, demo):
     assert focus_ring_on(page, "Sign in") == "solid"
 
     consent = "/oauth/authorize?" + urlencode(authorize_params(
-        demo["clients"]["make"], scope="leads:read contacts:write"))
+        demo["clients"]["make"], scope="leads:read contacts:write", challenge=pkce_pair()[1]))
     sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"], path=consent)
     assert page.get_by_role("button", name="Allow").is_visible()
     check(page, "consent", problems)
