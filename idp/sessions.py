@@ -149,14 +149,12 @@ def describe_browser(user_agent: str | None) -> str:
 
 
 class ServerSessions(SecureCookieSessionInterface):
-    """Flask's session interface: signed cookies for visitors, records for signed-in people.
+    """Flask's session interface: signed cookies for visitors, records for signed-in people."""
 
-    API, introspection and token calls carry no cookie: they get an empty session at once,
-    without a signer or a database lookup (docs/PERFORMANCE.md). A signed-in page view costs one
-    indexed lookup without a transaction, and a write only when the data changed or
-    last_seen_at is a minute old.
-    """
-
+    # API, introspection and token calls carry no cookie: they get an empty session at once,
+    # without a signer or a database lookup (docs/PERFORMANCE.md). A signed-in page view costs
+    # one indexed lookup without a transaction, and a write only when the data changed or
+    # last_seen_at is a minute old.
     session_class = ServerSession
 
     def open_session(self, app, request):

@@ -61,13 +61,10 @@ class S256CodeChallenge(CodeChallenge):
     CODE_CHALLENGE_METHODS = {"S256": _s256_matches}
 
     def validate_code_challenge(self, grant, redirect_uri):
-        """Refuse a challenge whose method is absent (plain by default) or not S256, and a
-        request without one when the client requires PKCE (RFC 7636 §4.4.1).
-
-        Authlib runs this hook after the client and redirect URI were validated, so the
-        refusal goes back to the client as ``error=invalid_request`` (RFC 6749 §4.1.2.1).
-        """
+        """Refuse a non-S256 challenge, and none at all when the client requires PKCE."""
         payload = grant.request.payload.data
+        # RFC 7636 §4.4.1. Authlib runs this hook after the client and redirect URI passed,
+        # so the refusal goes back to the client as invalid_request (RFC 6749 §4.1.2.1).
         if not payload.get("code_challenge") and grant.request.client.require_pkce:
             raise InvalidRequestError("This client must send a PKCE code_challenge (S256).")
         if payload.get("code_challenge") and not payload.get("code_challenge_method"):
