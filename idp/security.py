@@ -111,6 +111,10 @@ def add_headers(response):
         )
     for name, value in FIXED_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.endpoint in AUTHORIZATION_PAGES:
+        # Sign-in and consent pages hold a CSRF token, a person's email and organizations: a
+        # shared or back-button cache must never replay them (RFC 9111 §5.2.2.5).
+        response.headers.setdefault("Cache-Control", "no-store")
     if not current_app.config["IDP_DEVELOPMENT"]:
         # Production runs on https only (idp.config refuses anything else).
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
