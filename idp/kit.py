@@ -38,6 +38,7 @@ request whose bearer had to be asked about gets the 503, nothing about the refus
 remembered, cached verdicts keep answering, and the next uncached bearer asks again.
 """
 
+import ipaddress
 import logging
 import threading
 import time
@@ -45,6 +46,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from dataclasses import field
 from functools import wraps
+from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
@@ -87,6 +89,38 @@ class CallerLimited(Exception):
         """Carry the breached limit for the 429's headers."""
         super().__init__("too many unknown bearers from this caller")
         self.usage = usage
+
+
+def check_introspection_url(url: str) -> None:
+    """Refuse a URL that would carry the service's secret and every bearer in clear text.
+
+    RFC 7662 §4: the introspection endpoint MUST be protected by TLS. Plain http is allowed
+    only to a loopback host (127.0.0.0/8, ::1, localhost), where nothing leaves the machine.
+    """
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if host and scheme == "https":
+        return
+    if host and scheme == "http" and _is_loopback(host):
+        return
+    # The scheme and host only: a URL may carry credentials in its userinfo.
+    raise ValueError(
+        "introspection_url must be an https URL (plain http only to 127.0.0.0/8, ::1 or "
+        f"localhost), got scheme {scheme!r} and host {host!r}"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: localhost or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def caller_address() -> str:
@@ -164,6 +198,7 @@ class ResourceProtector:
         ``unknown_rate_limit`` (None: off) counts inactive answers per ``caller_key()``, in
         that storage too, or in this process when there is no limiter or its store is down.
         """
+        check_introspection_url(introspection_url)
         if min(cache_size, inactive_cache_size, active_ttl, inactive_ttl) < 0:
             raise ValueError("cache sizes, active_ttl and inactive_ttl must not be negative")
         if inactive_ttl > MAX_INACTIVE_TTL:

@@ -24,7 +24,7 @@ from tests.kit_support import FakeClock
 from tests.kit_support import FlaskTransport
 from tests.leads_app import create_leads_app
 
-URL = "http://idp.test/oauth/introspect"
+URL = "https://idp.test/oauth/introspect"
 
 
 @pytest.fixture
@@ -213,3 +213,33 @@ def test_the_toy_api_answers_like_the_idp_for_a_cached_denial(app, world, transp
     assert first.status_code == second.status_code == idp.status_code == 403
     assert first.get_json() == second.get_json() == idp.get_json()
     assert transport.calls == 1
+
+
+@pytest.mark.parametrize("url", [
+    "http://idp.flowestate.example/oauth/introspect",
+    "http://10.0.0.5:5000/oauth/introspect",
+    "http://[2001:db8::1]/oauth/introspect",
+    "http://localhost.evil.example/oauth/introspect",
+    "http://user:secret@idp.internal/oauth/introspect",
+    "ftp://127.0.0.1/oauth/introspect",
+    "127.0.0.1:5000/oauth/introspect",
+    "https:///oauth/introspect",
+    "http://[::1/oauth/introspect",
+])
+def test_plain_http_introspection_off_this_machine_is_refused(url):
+    with pytest.raises(ValueError, match="introspection_url must be an https URL") as refused:
+        ResourceProtector(url, "rs_x", "secret")
+    assert "secret" not in str(refused.value)  # never echo userinfo
+
+
+@pytest.mark.parametrize("url", [
+    "https://idp.flowestate.example/oauth/introspect",
+    "https://10.0.0.5:8443/oauth/introspect",
+    "http://127.0.0.1:5000/oauth/introspect",
+    "http://127.8.9.10/oauth/introspect",
+    "http://[::1]:5000/oauth/introspect",
+    "http://localhost:5000/oauth/introspect",
+    "http://LOCALHOST/oauth/introspect",
+])
+def test_https_anywhere_and_http_on_loopback_are_accepted(url):
+    assert ResourceProtector(url, "rs_x", "secret").introspection_url == url

@@ -12,7 +12,7 @@ from tests.kit_support import FakeClock
 from tests.kit_support import FlaskTransport
 from tests.leads_app import create_leads_app
 
-URL = "http://idp.test/oauth/introspect"
+URL = "https://idp.test/oauth/introspect"
 FLOODER = {"REMOTE_ADDR": "203.0.113.5"}
 CUSTOMER = {"REMOTE_ADDR": "198.51.100.9"}
 #: The kit's shipped allowance of inactive answers per caller and minute.

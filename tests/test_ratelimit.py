@@ -116,7 +116,7 @@ def test_the_kit_limits_per_credential_with_the_same_answer(app, client):
     with app.app_context():
         world = build_world(app)
     rs = world.resource_server
-    leads = create_leads_app("http://idp.test/oauth/introspect", rs["client_id"],
+    leads = create_leads_app("https://idp.test/oauth/introspect", rs["client_id"],
                              rs["client_secret"], session=FlaskTransport(client),
                              rate_limit=f"{LIMIT} per minute").test_client()
     for _ in range(LIMIT + 2):
