@@ -240,6 +240,23 @@ def test_the_grace_window_and_reuse_are_judged_by_the_one_clock(far_clock, app, 
     assert _refresh(client, demo, first).get_json()["error"] == "invalid_grant"
 
 
+def test_refresh_tokens_and_sessions_expire_by_the_one_clock(far_clock, make_app):
+    from idp.cli import seed_demo
+
+    # Lifetimes shorter than the distance to the host's clock, which would judge both over.
+    app = make_app(IDP_REFRESH_TOKEN_TTL=24 * 3600, IDP_SESSION_IDLE_SECONDS=12 * 3600)
+    with app.app_context():
+        demo = seed_demo()
+    client = app.test_client()
+    first = flask_tokens(client, demo)["refresh_token"]  # signed in: the session is live
+    second = _refresh(client, demo, first)
+    assert second.status_code == 200, second.get_data(as_text=True)
+    far_clock.shift(24 * 3600 + 1)
+    assert _refresh(client, demo, second.get_json()["refresh_token"]).status_code == 400
+    page = client.get("/settings/connected-apps")
+    assert page.status_code == 302 and "/login" in page.headers["Location"], "idle: signed out"
+
+
 def test_seals_are_cleared_by_the_one_clock(far_clock, app, client, demo):
     first = flask_tokens(client, demo)["refresh_token"]
     second = _refresh(client, demo, first).get_json()["refresh_token"]
