@@ -20,6 +20,9 @@ from idp import apikeys
 from idp import clients
 from idp import dbclock
 from idp import lastused
+from idp.config import ConfigError
+from idp.config import build_config
+from idp.config import check_config
 from idp.core import clock as core_clock
 from idp.core import secrets as cs
 from idp.core.clock import Anchor
@@ -397,3 +400,24 @@ def test_readyz_on_sqlite_says_the_hosts_clock_is_the_one(app, client):
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["clock"] == "host"
+
+
+# --- the setting -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("abc", "must be a number of seconds, got 'abc'"),
+    ("0", "must be a positive number of seconds"),
+    ("-1", "must be a positive number of seconds"),
+    ("nan", "must be a positive number of seconds"),
+    ("inf", "must be a positive number of seconds"),
+])
+def test_the_clock_offset_limit_must_be_a_positive_number(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(build_config(str(tmp_path), {"IDP_CLOCK_OFFSET_LIMIT": value}))
+
+
+def test_the_clock_offset_limit_is_two_seconds_unless_set(tmp_path):
+    assert build_config(str(tmp_path), {})["IDP_CLOCK_OFFSET_LIMIT"] == 2
+    assert build_config(str(tmp_path), {"IDP_CLOCK_OFFSET_LIMIT": "0.5"})[
+        "IDP_CLOCK_OFFSET_LIMIT"] == 0.5
