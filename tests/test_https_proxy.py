@@ -11,6 +11,7 @@ import pytest
 from idp import security
 from tests.helpers import authorize_params
 from tests.helpers import csrf_token
+from tests.helpers import pkce_pair
 from tests.helpers import query_of
 
 HOST = "idp.flowestate.example"
@@ -84,7 +85,8 @@ def test_consent_and_sign_out_work_over_https_behind_proxy(browser_like, demo):
         "csrf_token": csrf_token(page.get_data(as_text=True)),
         "email": demo["user"]["email"], "password": demo["user"]["password"],
     }, **browser_headers(page, ORIGIN + "/login", ORIGIN + "/login"))
-    path = "/oauth/authorize?" + urlencode(authorize_params(demo["clients"]["zapier"]))
+    path = "/oauth/authorize?" + urlencode(authorize_params(demo["clients"]["zapier"],
+                                                           challenge=pkce_pair()[1]))
     consent = _get(browser_like, path)
     assert consent.status_code == 200 and "Allow" in consent.get_data(as_text=True)
     allowed = _post(browser_like, path, {
