@@ -25,6 +25,7 @@ from idp.views import api
 from idp.views import api_keys
 from idp.views import auth
 from idp.views import health
+from idp.views import home
 from idp.views import oauth
 from idp.views import sessions as session_pages
 from idp.views import settings
@@ -68,6 +69,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     cli.init_app(app)
-    for module in (auth, oauth, settings, api_keys, session_pages, api, health, openapi):
+    for module in (auth, oauth, settings, api_keys, session_pages, api, health, openapi,
+                   home):
         app.register_blueprint(module.bp)
     return app

@@ -12,8 +12,11 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import UnsupportedMediaType
 
+from idp import logs
 from idp.extensions import db
 from idp.extensions import limiter
 
@@ -21,13 +24,18 @@ log = logging.getLogger(__name__)
 
 #: Seconds a client should wait after a passing database fault.
 RETRY_AFTER_FAULT = 5
+#: The one page under /oauth/: people see it (sign-in, consent), so its errors are pages.
+AUTHORIZE_PAGE = "/oauth/authorize"
 
 
 def wants_json() -> bool:
-    """API, OAuth and health endpoints answer JSON; pages answer HTML."""
+    """API, OAuth and health endpoints answer JSON; pages answer HTML (SPEC §5, 2026-11-28)."""
     path = request.path
-    return path.startswith(("/api/", "/oauth/token", "/oauth/revoke", "/oauth/introspect",
-                            "/.well-known/", "/healthz", "/readyz"))
+    if path == AUTHORIZE_PAGE:
+        return False
+    # The OpenAPI document is for machines too, and describes its own errors as JSON.
+    return path.startswith(("/api/", "/oauth/", "/.well-known/", "/healthz", "/readyz",
+                            "/openapi.yaml"))
 
 
 def api_error(status: int, code: str, reason: str, message: str, headers=None):
@@ -49,9 +57,10 @@ def _oauth_json(status: int, error: str, description: str, headers=None):
     return response
 
 
-def _page(status: int, title: str, message: str, headers=None):
-    """The HTML error page."""
-    return render_template("error.html", title=title, message=message), status, headers or {}
+def _page(status: int, title: str, message: str, headers=None, **context):
+    """The HTML error page; ``context`` may name the next step (``next_url``, ``next_label``)."""
+    page = render_template("error.html", title=title, message=message, **context)
+    return page, status, headers or {}
 
 
 def _limit_headers() -> dict:
@@ -155,6 +164,78 @@ def csrf_failed(error: CSRFError):
     return _page(400, "This form has expired", "Go back, reload the page and try again.")
 
 
+#: Each HTTP error on JSON paths: the SPEC §4 code and reason on /api/*, the RFC 6749 error
+#: elsewhere, and the sentence a client developer reads. RFC 6749 has no code for a path that
+#: does not exist, so 404 says so plainly; a wrong method or media type is a malformed request
+#: to an endpoint that does exist (§5.2 invalid_request, as the 413 above); 500 is §4.1.2.1's
+#: server_error.
+HTTP_ERRORS = {
+    400: ("BAD_REQUEST", "invalid_request", "invalid_request", "The request is malformed."),
+    404: ("NOT_FOUND", "not_found", "not_found", "There is no endpoint at this path."),
+    405: ("METHOD_NOT_ALLOWED", "method_not_allowed", "invalid_request",
+          "This endpoint does not accept this method; the Allow header lists those it does."),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "unsupported_media_type", "invalid_request",
+          "Send the parameters as application/x-www-form-urlencoded."),
+    500: ("INTERNAL_ERROR", "internal_error", "server_error",
+          "An unexpected error occurred; retry later, and quote the X-Request-ID if it persists."),
+}
+#: What people read on an error page; the page itself offers the next step.
+PAGES = {
+    400: ("This request cannot be processed",
+          "Something in it was not as expected. Go back and try again."),
+    404: ("Page not found", "There is no page at this address; the link may be old or mistyped."),
+    405: ("This page cannot be opened this way",
+          "The address exists but does not take this kind of request; an old link or bookmark "
+          "may have sent you here."),
+    500: ("Something went wrong on our side",
+          "This page could not be shown. Try again in a moment; if it keeps happening, give "
+          "FlowEstate support the reference below."),
+}
+#: Endpoints that read their parameters from a form (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1).
+FORM_ENDPOINTS = ("oauth.token", "oauth.revoke", "oauth.introspect")
+#: Bodies they read. multipart is not what the RFCs name, but Werkzeug reads it as a form and
+#: some HTTP libraries send it: it worked before the 415 rule, so it keeps working.
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def refuse_unreadable_body():
+    """415 for a body an OAuth endpoint cannot read as a form (a JSON one, say), before any work.
+
+    Such a request never succeeded: Authlib reads only form (and query) parameters, so it was
+    told "grant_type is required" about a body that holds one. A request without a body is
+    left to Authlib, which names the missing parameter, whatever its Content-Type says.
+    """
+    if request.endpoint not in FORM_ENDPOINTS or request.mimetype in FORM_MEDIA_TYPES:
+        return
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.content_length or chunked:
+        raise UnsupportedMediaType()
+
+
+def http_error(error: HTTPException):
+    """404, 405, 415 and any other HTTP error in the shape of its endpoint; 405 keeps ``Allow``.
+
+    Werkzeug's own answer is an HTML page, which a connector or a script cannot read.
+    """
+    status = error.code or 500
+    headers = {}
+    if getattr(error, "valid_methods", None):
+        # RFC 9110 §15.5.6: a 405 must list the methods the resource does accept.
+        headers["Allow"] = ", ".join(error.valid_methods)
+    if wants_json():
+        fallback = error.name.upper().replace(" ", "_").replace("'", "")
+        code, reason, oauth, message = HTTP_ERRORS.get(status, (
+            fallback, fallback.lower(), "invalid_request" if status < 500 else "server_error",
+            error.description))
+        if request.path.startswith("/api/"):
+            return api_error(status, code, reason, message, headers)
+        return _oauth_json(status, oauth, message, headers)
+    title, message = PAGES.get(status, (error.name, error.description))
+    reference = logs.request_id() if status >= 500 else None
+    return _page(status, title, message, headers, reference=reference)
+
+
+
 def init_app(app):
     """Register the handlers."""
     app.register_error_handler(RateLimitExceeded, rate_limited)
@@ -163,4 +244,7 @@ def init_app(app):
     app.register_error_handler(PoolTimeout, database_unavailable)
     app.register_error_handler(CSRFError, csrf_failed)
     app.register_error_handler(RequestEntityTooLarge, body_too_large)
+    # Also an unexpected exception's 500, after Flask has logged its traceback (never shown).
+    app.register_error_handler(HTTPException, http_error)
     app.before_request(refuse_large_body)
+    app.before_request(refuse_unreadable_body)

@@ -86,7 +86,8 @@ class LiveServer:
     """A real IdP served by gunicorn in its own process group."""
 
     def __init__(self, database_url: str, tmp_path: Path, extra_env: dict | None = None,
-                 port: int | None = None, workers: int = 2, threads: int = 4):
+                 port: int | None = None, workers: int = 2, threads: int = 4,
+                 target: str = "app:app"):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"server-{self.port}.log"
@@ -105,6 +106,8 @@ class LiveServer:
         }
         self.workers = workers
         self.threads = threads
+        #: The WSGI app gunicorn serves; tests may serve the IdP with extra routes.
+        self.target = target
         self.proc = None
 
     def start(self, timeout: float = 30) -> None:
@@ -119,7 +122,7 @@ class LiveServer:
             [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py",
              "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads),
-             "--graceful-timeout", "5", "app:app"],
+             "--graceful-timeout", "5", self.target],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

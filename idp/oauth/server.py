@@ -108,6 +108,10 @@ def client_secret_basic(query_client, request):
     return client if client.check_client_secret(secret) else None
 
 
+#: The error_description of an unsupported grant_type (RFC 6749 §5.2).
+UNSUPPORTED_GRANT_TYPE = "grant_type must be authorization_code or refresh_token."
+
+
 class MissingGrantTypeError(UnsupportedGrantTypeError):
     """No grant_type at all: a missing required parameter, not an unsupported grant."""
 
@@ -135,7 +139,13 @@ class IdpAuthorizationServer(AuthorizationServer):
         """
         if not request.payload.grant_type:
             raise MissingGrantTypeError()
-        return super().get_token_grant(request)
+        try:
+            return super().get_token_grant(request)
+        except UnsupportedGrantTypeError as error:
+            # Authlib sends no error_description here; the value itself is not echoed, since
+            # RFC 6749 §5.2 allows only printable ASCII in a description.
+            error.description = UNSUPPORTED_GRANT_TYPE
+            raise
 
     def authenticate_client(self, request, methods, endpoint="token"):
         """Every client-auth failure is 401 invalid_client; a disabled client is refused too.
