@@ -10,6 +10,7 @@ from idp import cli
 from idp import database
 from idp import errors
 from idp import logs
+from idp import metrics
 from idp import openapi
 from idp import security
 from idp import sessions
@@ -72,4 +73,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     for module in (auth, oauth, settings, api_keys, session_pages, api, health, openapi,
                    home):
         app.register_blueprint(module.bp)
+    metrics.init_app(app)
     return app

@@ -44,6 +44,7 @@ ENV_DEFAULTS = {
     "IDP_DB_LOCK_TIMEOUT_MS": "5000",
     "IDP_LOG_LEVEL": "INFO",
     "IDP_LOG_FORMAT": "text",
+    "IDP_METRICS_BIND": "",
     "IDP_MAX_BODY_BYTES": str(64 * 1024),
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_KEY_PREFIX": "idp",
@@ -114,6 +115,15 @@ def _seconds(env: dict, name: str) -> float:
         return float(env[name])
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {env[name]!r}.") from None
+
+
+def metrics_address(bind: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) of the metrics listener, as (host, port)."""
+    host, _, port = bind.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"IDP_METRICS_BIND must be host:port, e.g. 127.0.0.1:9100, got {bind!r}.")
+    return host, int(port)
 
 
 def database_url(url: str) -> str:
@@ -192,6 +202,7 @@ def build_config(instance_path: str, environ=None) -> dict:
         "IDP_DB_LOCK_TIMEOUT_MS": _int(env, "IDP_DB_LOCK_TIMEOUT_MS"),
         "IDP_LOG_LEVEL": env["IDP_LOG_LEVEL"].upper(),
         "IDP_LOG_FORMAT": env["IDP_LOG_FORMAT"].lower(),
+        "IDP_METRICS_BIND": env["IDP_METRICS_BIND"],
         "IDP_SCOPES": dict(DEFAULT_SCOPES),
         "RATELIMIT_STORAGE_URI": env["RATELIMIT_STORAGE_URI"],
         "RATELIMIT_STORAGE_OPTIONS": counter_store_options(env["RATELIMIT_STORAGE_URI"]),
@@ -256,6 +267,8 @@ def _check_values(config: dict) -> None:
         )
     if config["IDP_LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"IDP_LOG_FORMAT must be text or json, got {config['IDP_LOG_FORMAT']!r}.")
+    if config["IDP_METRICS_BIND"]:
+        metrics_address(config["IDP_METRICS_BIND"])
     body = config["MAX_CONTENT_LENGTH"]
     if not isinstance(body, int) or not MIN_BODY_BYTES <= body <= MAX_BODY_BYTES:
         raise ConfigError(

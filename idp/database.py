@@ -10,6 +10,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp import dbclock
+from idp import metrics
 from idp.extensions import db
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def install(engine: Engine) -> None:
         if options.get(NO_BEGIN):
             return
         if options.get(WRITE_INTENT):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            with metrics.LockWait("sqlite_write"):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
 
@@ -151,7 +153,8 @@ def write_now(session) -> None:
     if connection.dialect.name != "sqlite":
         return
     if connection.get_execution_options().get(NO_BEGIN):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        with metrics.LockWait("sqlite_write"):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         begin_write(session)
 

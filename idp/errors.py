@@ -17,6 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import UnsupportedMediaType
 
 from idp import logs
+from idp import metrics
 from idp.extensions import db
 from idp.extensions import limiter
 
@@ -102,6 +103,7 @@ def rate_limited(error: RateLimitExceeded):
 def database_unavailable(error):
     """A passing database fault is 503 + Retry-After, never a 4xx a connector would act on."""
     log.warning("database unavailable: %s", type(error).__name__)
+    metrics.database_fault(error)
     try:
         db.session.rollback()
     except Exception:  # the connection may be gone; the pool discards it on its own

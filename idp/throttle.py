@@ -41,6 +41,7 @@ from flask import request
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
+from idp import metrics
 from idp import ratelimit
 from idp.extensions import limiter
 
@@ -68,7 +69,7 @@ def count(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
     """Count one request of ``key`` under ``limit_value``; None when not counted."""
     if not limiter.enabled:
         return None
-    return ratelimit.count(_strategy(), limit_value, key, _prefix(), scope=scope)
+    return _noted(scope, ratelimit.count(_strategy(), limit_value, key, _prefix(), scope=scope))
 
 
 def peek(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
@@ -76,7 +77,7 @@ def peek(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
     if not limiter.enabled:
         return None
     usage = ratelimit.peek(_strategy(), limit_value, key, _prefix(), scope=scope)
-    return usage if usage is not None and not usage.allowed else None
+    return _noted(scope, usage) if usage is not None and not usage.allowed else None
 
 
 def count_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
@@ -86,7 +87,7 @@ def count_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | No
     usage = ratelimit.count(_strategy(), limit_value, key, _prefix(), scope=scope)
     if usage is None:
         usage = ratelimit.count(_strategy(local=True), limit_value, key, _prefix(), scope=scope)
-    return usage
+    return _noted(scope, usage)
 
 
 def peek_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
@@ -96,7 +97,14 @@ def peek_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | Non
     usage = ratelimit.peek(_strategy(), limit_value, key, _prefix(), scope=scope)
     if usage is None:
         usage = ratelimit.peek(_strategy(local=True), limit_value, key, _prefix(), scope=scope)
-    return usage if usage is not None and not usage.allowed else None
+    return _noted(scope, usage) if usage is not None and not usage.allowed else None
+
+
+def _noted(scope: str, usage: ratelimit.Usage | None) -> ratelimit.Usage | None:
+    """Tell the metrics which limit a breached ``usage`` is, so a 429 is counted under it."""
+    if usage is not None and not usage.allowed:
+        metrics.note_limit(scope)
+    return usage
 
 
 def source() -> str:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 
 from idp import audit
+from idp import metrics
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.credentials import CONNECTION_MEMBERSHIP
@@ -300,9 +301,12 @@ def _rotate(connection, token_id: int, connection_id: int, pair, sealed: bytes, 
     """Store the successor pair and claim the token; False (caller rolls back) if it was
     rotated, or its connection ended, since it was read. Runs inside the write transaction."""
     successor_id = store_pair(connection, connection_id, pair)
-    claimed = connection.execute(
-        _CLAIM, {"token_id": token_id, "now": now, "successor_id": successor_id, "sealed": sealed}
-    ).rowcount
+    # PostgreSQL: the claim waits here for the row lock of a concurrent rotation of the token.
+    with metrics.LockWait("row"):
+        claimed = connection.execute(
+            _CLAIM,
+            {"token_id": token_id, "now": now, "successor_id": successor_id, "sealed": sealed},
+        ).rowcount
     if claimed != 1:
         return False
     connection.execute(
@@ -367,6 +371,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             write_now(db.session)
             if _rotate(db.session.connection(), token.id, token.connection_id, pair, sealed,
                        now, life.grace):
+                metrics.refresh_outcome("rotated")
                 return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER
             # Rotated (or its connection ended) after we looked: judge it again under the lock.
         return self._settle_under_lock(token.id, raw, client.id, life, now)
@@ -382,12 +387,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def _settle_under_lock(self, token_id, raw, client_pk, life, now):
         """Judge the token again holding the write lock (SQLite) or its row lock (PostgreSQL)."""
         begin_write(db.session)
-        token = db.session.scalar(
-            select(RefreshToken)
-            .where(RefreshToken.id == token_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        with metrics.LockWait("row"):
+            token = db.session.scalar(
+                select(RefreshToken)
+                .where(RefreshToken.id == token_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
         connection = token.connection
         if connection.client_id != client_pk:
             raise InvalidGrantError()
@@ -401,6 +407,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not _rotate(db.session.connection(), token.id, connection.id, pair, sealed, now,
                        life.grace):
             raise RuntimeError("a refresh token locked for rotation was rotated by another")
+        metrics.refresh_outcome("rotated")
         return 200, public_body(pair.body, now), self.TOKEN_RESPONSE_HEADER
 
     def _replay_or_punish(self, token, raw, connection, life, now):
@@ -413,7 +420,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                 log.warning("grace-window retry on connection %s: its sealed successor cannot "
                             "be opened (SECRET_KEY changed without SECRET_KEY_FALLBACKS, or a "
                             "corrupt seal); answered 503", connection.public_id)
+                metrics.refresh_outcome("successor_unavailable")
                 raise
+            metrics.refresh_outcome("grace_replay")
             return 200, public_body(body, now), self.TOKEN_RESPONSE_HEADER
         # Nothing was written yet; end the connection in this transaction, which holds the
         # write lock (SQLite) or the token's row lock (PostgreSQL). Rolling back first would
@@ -425,4 +434,5 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                 subject=connection.public_id, ip=_client_ip(), client=connection.client.public_id,
             )
         db.session.commit()
+        metrics.refresh_outcome("reuse_ended")
         raise InvalidGrantError("This refresh token was already used; the connection is ended.")

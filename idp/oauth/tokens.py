@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.orm import Session
 
 from idp import audit
+from idp import metrics
 from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.models import AccessToken
@@ -143,6 +144,7 @@ def end_connection(
     )
     if result.rowcount != 1:
         return False
+    metrics.connection_ended(reason)
     session.expire(connection)
     audit.record(
         session, "connection_ended", now, org=connection.organization.public_id,
