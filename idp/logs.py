@@ -97,6 +97,11 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
+        # Structured fields passed as ``extra={"fields": {...}}`` (the audit trail's), redacted
+        # like the message in case a caller ever slips a secret in.
+        extra = getattr(record, "fields", None)
+        if extra:
+            entry.update(json.loads(redact(json.dumps(extra, ensure_ascii=False))))
         return json.dumps(entry, ensure_ascii=False)
 
 

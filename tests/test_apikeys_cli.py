@@ -38,7 +38,7 @@ def org(demo):
 def created(result) -> dict:
     """The JSON a create command printed."""
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def me(client, raw):

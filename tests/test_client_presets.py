@@ -32,7 +32,7 @@ def cli(app):
 def created(result) -> dict:
     """The JSON ``client create`` printed."""
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def shown(cli, client_id) -> dict:
@@ -84,7 +84,7 @@ def test_show_prints_the_whole_configuration_and_never_the_secret(cli, app, demo
     zapier = demo["clients"]["zapier"]
     result = cli("client", "show", zapier["client_id"])
     assert result.exit_code == 0, result.output
-    config = json.loads(result.output)
+    config = json.loads(result.stdout)
     assert zapier["client_secret"] not in result.output
     assert "secret_digest" not in result.output and '"id"' not in result.output
     assert config["client_id"] == zapier["client_id"]
@@ -123,10 +123,10 @@ def test_show_of_an_unknown_client_is_a_usage_error(cli):
 def test_seed_demo_prints_every_redirect_uri(cli, app):
     result = cli("seed-demo")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     for uri in [presets.zapier_redirect(presets.DEMO_ZAPIER_APP_ID), *MAKE]:
         assert f"  redirect URI: {uri}" in lines
-    seeded = json.loads(cli("seed-demo", "--json").output)
+    seeded = json.loads(cli("seed-demo", "--json").stdout)
     assert seeded["clients"]["make"]["redirect_uris"] == MAKE
     assert seeded["clients"]["zapier"]["redirect_uris"] == [
         "https://zapier.com/dashboard/auth/oauth/return/App123456CLIAPI/"]

@@ -98,7 +98,7 @@ def test_cli_sets_the_flag_on_creation(app, flag, expected):
         created = runner.invoke(args=["client", "create", "--name", "Acme sync",
                                       "--redirect-uri", "https://sync.example/cb", *flag])
         assert created.exit_code == 0, created.output
-        client_id = json.loads(created.output)["client_id"]
+        client_id = json.loads(created.stdout)["client_id"]
         shown = runner.invoke(args=["client", "show", client_id])
         assert json.loads(shown.output)["require_pkce"] is expected
         row = db.session.scalar(select(Client).where(Client.public_id == client_id))

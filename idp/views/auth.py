@@ -63,10 +63,10 @@ def login():
         # another request had committed, so start the audit write with the lock held.
         begin_write(db.session)
         # What was typed is recorded only when it names an account: people type passwords
-        # into the email field, and the audit trail must never keep one.
-        audit.record(
-            db.session, "sign_in_failed", utcnow(), actor=user.email if user else None,
-            ip=request.remote_addr,
+        # into the email field, and the audit trail must never keep one. Failures of one
+        # account from one address share an hourly row, so a flood cannot fill the table.
+        audit.record_sign_in_failure(
+            db.session, utcnow(), actor=user.email if user else None, ip=request.remote_addr,
         )
         db.session.commit()
         error = "That email and password do not match an account."
