@@ -9,16 +9,27 @@ from sqlalchemy import select
 
 from idp import accounts
 from idp import apikeys
+from idp import audit_cli
+from idp import client_cli
 from idp import clients
+from idp import connection_cli
 from idp import credential_cli
+from idp import people_cli
 from idp import presets
 from idp import resource_servers
+from idp.cli_support import emit
+from idp.cli_support import json_option
 from idp.extensions import db
 from idp.models import ROLES
 from idp.models import ApiKey
 from idp.models import Client
 from idp.models import Organization
+from idp.passwords import PasswordPolicyError
+from idp.passwords import check_password_policy
 from idp.purge import purge_command
+from idp.validation import ValidationError
+from idp.validation import check_email
+from idp.validation import check_org_name
 
 #: Redirect URIs of the demo connectors (SPEC §8), from the presets' one list.
 ZAPIER_REDIRECTS = [presets.zapier_redirect(presets.DEMO_ZAPIER_APP_ID)]
@@ -40,7 +51,11 @@ def _org(public_id: str) -> Organization:
 @click.command("create-org")
 @click.argument("name")
 def create_org(name):
-    """Create an organization and print its id."""
+    """Create an organization and print its id; names are unique, ignoring case."""
+    try:
+        name = check_org_name(name)
+    except ValidationError as error:
+        raise click.BadParameter(str(error), param_hint="NAME") from None
     org = accounts.create_org(name)
     db.session.commit()
     click.echo(org.public_id)
@@ -63,6 +78,11 @@ def suspend_org(org_id, undo):
 @click.password_option()
 def create_user(email, name, password):
     """Create a user with an argon2id password hash."""
+    try:
+        email = check_email(email)
+        check_password_policy(password, email)
+    except (ValidationError, PasswordPolicyError) as error:
+        raise click.BadParameter(str(error)) from None
     if accounts.find_user(email):
         raise click.BadParameter(f"{email} already exists.")
     user = accounts.create_user(email, name, password)
@@ -90,10 +110,13 @@ def add_member(email, org_id, role):
 def remove_member(email, org_id):
     """Remove a user from an organization (their connections there stop working)."""
     user = accounts.find_user(email)
+    if user is None:
+        raise click.BadParameter(f"No user {email!r}.", param_hint="EMAIL")
     org = _org(org_id)
-    for membership in (user.memberships if user else []):
-        if membership.org_id == org.id:
-            db.session.delete(membership)
+    membership = next((m for m in user.memberships if m.org_id == org.id), None)
+    if membership is None:
+        raise click.BadParameter(f"{email} is not a member of {org_id}.", param_hint="EMAIL")
+    db.session.delete(membership)
     db.session.commit()
     click.echo(f"removed {email} from {org_id}")
 
@@ -114,9 +137,9 @@ def client_group():
 @click.option("--scopes", default=None, help="Allowed scopes (default: the whole catalogue).")
 @click.option("--default-scopes", default=None, help="Granted when none are requested.")
 @click.option("--org", "orgs", multiple=True, help="Allowlisted organization id (repeatable).")
-@click.option("--code-ttl", type=int, default=None)
-@click.option("--access-token-ttl", type=int, default=None)
-@click.option("--refresh-token-ttl", type=int, default=None)
+@click.option("--code-ttl", type=click.IntRange(min=1), default=None)
+@click.option("--access-token-ttl", type=click.IntRange(min=1), default=None)
+@click.option("--refresh-token-ttl", type=click.IntRange(min=1), default=None)
 @click.option("--require-pkce/--no-require-pkce", default=True, show_default=True,
               help="Refuse authorization requests without an S256 code_challenge.")
 def client_create(preset, app_id, name, redirect_uris, scopes, default_scopes, orgs, code_ttl,
@@ -172,9 +195,18 @@ def client_show(client_id):
 
 
 @client_group.command("list")
-def client_list():
-    """List clients with their state and redirect URIs."""
-    for client in db.session.scalars(select(Client).order_by(Client.created_at)):
+@click.option("--enabled/--disabled", default=None, help="Only enabled, or only disabled, ones.")
+@json_option
+def client_list(enabled, as_json):
+    """List clients with their state and redirect URIs (--json: every setting but secrets)."""
+    query = select(Client).order_by(Client.created_at, Client.id)
+    if enabled is not None:
+        query = query.where(Client.enabled.is_(enabled))
+    found = list(db.session.scalars(query))
+    if as_json:
+        emit([clients.describe(c, current_app.config) for c in found], (), True)
+        return
+    for client in found:
         state = "enabled" if client.enabled else "disabled"
         click.echo(f"{client.public_id}\t{client.name}\t{state}\t{' '.join(client.redirect_uris)}")
 
@@ -319,5 +351,8 @@ def seed_demo_command(as_json):
 def init_app(app):
     """Register the commands on the app's CLI."""
     for command in (create_org, suspend_org, create_user, add_member, remove_member,
-                    client_group, seed_demo_command, purge_command, *credential_cli.COMMANDS):
+                    client_group, seed_demo_command, purge_command, *credential_cli.COMMANDS,
+                    *people_cli.COMMANDS, *connection_cli.COMMANDS, *audit_cli.COMMANDS):
         app.cli.add_command(command)
+    for command in client_cli.CLIENT_COMMANDS:
+        client_group.add_command(command)

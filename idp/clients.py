@@ -137,3 +137,52 @@ def describe(client: Client, config) -> dict:
         for column, setting in _LIFETIMES.items()
     }
     return shown
+
+
+#: Settings ``update_client`` can change: everything ``create_client`` sets.
+UPDATABLE = ("name", "redirect_uris", "allowed_scopes", "default_scopes", "org_allowlist",
+             "code_ttl", "access_token_ttl", "refresh_token_ttl", "require_pkce")
+
+
+def update_client(client: Client, catalogue: dict, changes: dict, actor: str = "cli") -> list[str]:
+    """Apply ``changes`` (a subset of UPDATABLE) after checking them all; the names changed.
+
+    A lifetime of None means the server's default. Narrowing the scopes does not take scopes
+    from existing connections; an allowlist applies to them at once (``org_unbound``).
+    """
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise ClientError(f"Not a client setting: {', '.join(sorted(unknown))}")
+    wanted = {key: getattr(client, key) for key in UPDATABLE}
+    wanted.update(changes)
+    name = (wanted["name"] or "").strip()
+    if not name or len(name) > 200:
+        raise ClientError("A client needs a name of 1 to 200 characters.")
+    if not wanted["redirect_uris"]:
+        raise ClientError("At least one redirect URI is required.")
+    for uri in wanted["redirect_uris"]:
+        check_redirect_uri(uri)
+    allowed = parse_scope(wanted["allowed_scopes"])
+    if not allowed:
+        raise ClientError("A client needs at least one allowed scope.")
+    unknown_scopes = sorted(set(allowed) - set(catalogue))
+    if unknown_scopes:
+        raise ClientError(f"Unknown scopes: {', '.join(unknown_scopes)}")
+    defaults = parse_scope(wanted["default_scopes"]) or allowed
+    if not set(defaults) <= set(allowed):
+        raise ClientError(f"Default scopes {join_scope(sorted(set(defaults) - set(allowed)))} "
+                          "are not among the allowed scopes; give the default scopes too.")
+    for key in _LIFETIMES:
+        if wanted[key] is not None and wanted[key] < 1:
+            raise ClientError(f"{key} must be a positive number of seconds.")
+    wanted.update(name=name, redirect_uris=list(dict.fromkeys(wanted["redirect_uris"])),
+                  allowed_scopes=join_scope(allowed), default_scopes=join_scope(defaults),
+                  org_allowlist=list(wanted["org_allowlist"] or []))
+    changed = [key for key in UPDATABLE if wanted[key] != getattr(client, key)]
+    for key in changed:
+        setattr(client, key, wanted[key])
+    if changed:
+        # Names only: values can be long (redirect URIs) and the row holds them anyway.
+        audit.record(db.session, "client_updated", utcnow(), actor=actor,
+                     subject=client.public_id, changed=changed)
+    return changed

@@ -15,6 +15,9 @@ from sqlalchemy import select
 from idp import accounts
 from idp import apikeys
 from idp import resource_servers
+from idp.cli_support import emit
+from idp.cli_support import json_option
+from idp.cli_support import stamp
 from idp.core.clock import utcnow
 from idp.core.scopes import parse_scope
 from idp.extensions import db
@@ -78,13 +81,22 @@ def api_key_create(org_id, name, scopes, expires, created_by):
 
 @api_key_group.command("list")
 @click.option("--org", "org_id", required=True, help="Organization id (org_…).")
-def api_key_list(org_id):
+@json_option
+def api_key_list(org_id, as_json):
     """List an organization's keys: id, name, last four characters, scopes, status, times."""
     org = _org(org_id)
     now = utcnow()
-    keys = db.session.scalars(
+    keys = list(db.session.scalars(
         select(ApiKey).where(ApiKey.org_id == org.id).order_by(ApiKey.created_at)
-    )
+    ))
+    if as_json:
+        emit([{"key_id": key.public_id, "name": key.name, "last4": key.last4,
+               "scopes": parse_scope(key.scopes), "status": apikeys.status(key, now),
+               "created_by": key.created_by.email if key.created_by else None,
+               "created_at": stamp(key.created_at), "expires_at": stamp(key.expires_at),
+               "last_used_at": stamp(key.last_used_at), "last_used_ip": key.last_used_ip}
+              for key in keys], (), True)
+        return
     for key in keys:
         click.echo("\t".join([
             key.public_id, key.name, f"fe_k_…{key.last4}", key.scopes,
@@ -142,8 +154,14 @@ def resource_server_create(name):
 
 
 @resource_server_group.command("list")
-def resource_server_list():
+@json_option
+def resource_server_list(as_json):
     """List resource servers with their state."""
+    if as_json:
+        emit([{"client_id": server.public_id, "name": server.name, "enabled": server.enabled,
+               "created_at": stamp(server.created_at)} for server in resource_servers.listing()],
+             (), True)
+        return
     for server in resource_servers.listing():
         state = "enabled" if server.enabled else "disabled"
         created = _stamp(server.created_at)
