@@ -218,6 +218,11 @@ class World:
         params = authorize_params(self.zapier, scope=GRANTED, challenge=challenge)
         url = "/oauth/authorize?" + urlencode(params)
         page = self.http.get(url)
+        if page.status_code == 302 and page.headers["Location"].startswith("/login"):
+            # The browser's session ended (idle or absolute limit) as the clock moved on:
+            # sign in again, as a person would, and come back to the same request.
+            flask_sign_in(self.http, self.demo)
+            page = self.http.get(url)
         if page.status_code != 200:
             return page.status_code, None, None, None, None
         self.csrf = csrf_token(page.get_data(as_text=True))
@@ -271,6 +276,11 @@ class World:
     def disconnect(self, public_id: str):
         """The Connected Apps action: a CSRF-protected POST."""
         assert self.csrf, "connect once before disconnecting (it fetches the CSRF token)"
+        if self.http.get("/settings/connected-apps").status_code == 302:
+            # The session ended as the clock moved on: sign in again, with a new CSRF token.
+            flask_sign_in(self.http, self.demo)
+            self.csrf = csrf_token(self.http.get("/settings/connected-apps").get_data(
+                as_text=True))
         return self.http.post(f"/settings/connected-apps/{public_id}/disconnect",
                               data={"csrf_token": self.csrf})
 
