@@ -22,6 +22,7 @@ from idp.extensions import db
 from idp.extensions import limiter
 from idp.extensions import migrate
 from idp.oauth import server as oauth_server
+from idp.views import activity
 from idp.views import api
 from idp.views import api_keys
 from idp.views import auth
@@ -70,8 +71,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     cli.init_app(app)
-    for module in (auth, oauth, settings, api_keys, session_pages, api, health, openapi,
-                   home):
+    for module in (auth, oauth, settings, api_keys, session_pages, activity, api, health,
+                   openapi, home):
         app.register_blueprint(module.bp)
     metrics.init_app(app)
     return app

@@ -142,6 +142,10 @@ def test_every_page_is_accessible(browser, app, live_server, demo):
 
     page.goto(server.url + f"/settings/api-keys/{key_id}/revoke")
     check(page, "revoke-confirm", problems)
+
+    page.goto(server.url + "/settings/activity")
+    assert page.locator("tbody tr").count() >= 3
+    check(page, "activity", problems)
     context.close()
 
     member = browser.new_context(viewport=DESKTOP, bypass_csp=True)
