@@ -17,14 +17,20 @@ from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from schemathesis.checks import content_type_conformance
 from schemathesis.checks import not_a_server_error
 from schemathesis.checks import response_headers_conformance
 from schemathesis.checks import response_schema_conformance
 from schemathesis.checks import status_code_conformance
+from schemathesis.generation.hypothesis.builder import HypothesisTestConfig
+from schemathesis.generation.hypothesis.builder import HypothesisTestMode
+from schemathesis.generation.hypothesis.builder import create_test
+from schemathesis.specs.openapi.checks import unsupported_method
 
 from idp.openapi import DOCUMENT
+from tests import failing_app
 from tests.helpers import TEST_SECRET_KEY
 from tests.helpers import fresh_database
 from tests.prod_support import ConfiguredServer
@@ -146,3 +152,60 @@ def test_successful_token_answers_match_the_document(live):
                                     *demo["resource_server"])})
         assert verdict.json()["active"] is True
         introspect.validate_response(verdict)
+
+
+def test_the_live_idp_refuses_what_its_document_does_not_allow(live):
+    """Schemathesis' coverage phase: undocumented methods, undeclared and malformed media types.
+
+    Every method a path does not take must be 405 with Allow, every body the OAuth endpoints
+    cannot read 415, each in its documented shape. (Its Hypothesis builder is the only way to
+    ask for this phase from Python.)
+    """
+    server, demo = live
+    api = schemathesis.openapi.from_url(server.url + "/openapi.yaml")
+    seen = Counter()
+
+    def run(case):
+        """One coverage case with working credentials; OPTIONS is Flask's own answer."""
+        header = credentials(demo, case.path, "good")
+        if header:
+            case.headers = {**(case.headers or {}), "Authorization": header}
+        checks = [not_a_server_error] if case.method == "OPTIONS" else [
+            *CHECKS, unsupported_method]
+        with requests.Session() as session:
+            response = case.call_and_validate(session=session, checks=checks, timeout=30)
+        seen[response.status_code] += 1
+
+    for result in api.get_all_operations():
+        create_test(operation=result.ok(), test_func=run, config=HypothesisTestConfig(
+            project=api.config, modes=[HypothesisTestMode.COVERAGE]))()
+    print(sorted(seen.items()))
+    assert seen[405] and seen[415]
+    assert not [status for status in seen if status >= 500]
+
+
+def _response_schema(name: str) -> Draft202012Validator:
+    """A validator for the JSON body of ``components/responses/<name>``."""
+    document = yaml.safe_load(DOCUMENT.read_text())
+    pointer = f"#/components/responses/{name}/content/application~1json/schema"
+    return Draft202012Validator({**document, "$ref": pointer})
+
+
+@pytest.mark.parametrize("path, response_name", [
+    ("/api/v1/nope", "ApiNotFound"), ("/oauth/nope", "OAuthNotFound"),
+    ("/.well-known/nope", "OAuthNotFound"),
+])
+def test_not_found_answers_match_the_document(client, path, response_name):
+    response = client.get(path)
+    assert response.status_code == 404
+    _response_schema(response_name).validate(response.get_json())
+
+
+@pytest.mark.parametrize("path, response_name", [
+    ("/api/v1/_boom", "ApiServerError"), ("/oauth/_boom", "OAuthServerError"),
+])
+def test_server_error_answers_match_the_document(make_app, path, response_name):
+    app = failing_app.install(make_app(PROPAGATE_EXCEPTIONS=False))
+    response = app.test_client().get(path)
+    assert response.status_code == 500
+    _response_schema(response_name).validate(response.get_json())
