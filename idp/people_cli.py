@@ -142,6 +142,23 @@ def member_list(org_id, user_ref, role, as_json):
     emit(rows, ("org", "org_name", "user", "email", "role"), as_json)
 
 
+@member_group.command("show")
+@click.argument("user")
+@click.argument("org_id")
+def member_show(user, org_id):
+    """One membership as JSON, or an error when the user is not in the organization."""
+    found, org = find_user(user, "USER"), find_org(org_id)
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == found.id,
+                                                            Membership.org_id == org.id))
+    if membership is None:
+        raise click.BadParameter(f"{found.email} is not a member of {org_id}.", param_hint="USER")
+    click.echo(json.dumps({
+        **_member_row(membership),
+        "live_connections": _live_connections(
+            (Connection.user_id == found.id) & (Connection.org_id == org.id)),
+    }, indent=2))
+
+
 @click.command("set-password")
 @click.argument("email")
 def set_password(email):

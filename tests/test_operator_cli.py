@@ -110,6 +110,12 @@ def test_member_list_filters(cli, acme):
                                            "--json"))] == [acme["owner"]]
 
 
+def test_member_show(cli, acme):
+    shown = json.loads(ok(cli("member", "show", acme["member"], acme["org"])))
+    assert (shown["email"], shown["org"], shown["role"], shown["live_connections"]) == (
+        acme["member"], acme["org"], "member", 1)
+
+
 def test_remove_member_removes_and_refuses_a_second_time(cli, acme):
     assert "removed" in ok(cli("remove-member", acme["member"], acme["org"]))
     refused(cli("remove-member", acme["member"], acme["org"]), "is not a member of")
@@ -157,7 +163,8 @@ def test_connection_end_works_as_disconnect(app, client, cli, acme):
 
 def test_connection_show_counts_live_tokens(cli, acme):
     shown = json.loads(ok(cli("connection", "show", acme["make"]["id"])))
-    assert shown["client_name"] == "Make" and sorted(shown["scope"]) == ["contacts:read", "leads:read"]
+    assert shown["client_name"] == "Make"
+    assert sorted(shown["scope"]) == ["contacts:read", "leads:read"]
     assert shown["unexpired_access_tokens"] == 1
     assert acme["make"]["access"] not in json.dumps(shown)
 
@@ -341,6 +348,11 @@ UNKNOWN = {
     "user list --org": (["user", "list", "--org", "org_nope"], "No organization"),
     "member list --user": (["member", "list", "--user", "ghost@x.example"], "No user"),
     "member list --org": (["member", "list", "--org", "org_nope"], "No organization"),
+    "member show user": (["member", "show", "ghost@x.example", "ORG"], "No user"),
+    "member show org": (["member", "show", "owner@acme-realty.example", "org_nope"],
+                        "No organization"),
+    "member show outsider": (["member", "show", "hana@harbor.example", "ORG"],
+                             "is not a member of"),
     "remove-member user": (["remove-member", "ghost@x.example", "ORG"], "No user"),
     "remove-member org": (["remove-member", "owner@acme-realty.example", "org_nope"],
                           "No organization"),
