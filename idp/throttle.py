@@ -4,8 +4,9 @@ Every limit is keyed on who is authenticated, never on an identifier the caller 
 claims (SPEC §10 as changed on 2026-11-28; the table is in docs/SECURITY.md, "Rate limits"):
 
 * failed client or resource-server authentication (token, revocation, introspection) is
-  counted per source address (:func:`idp.ratelimit.address_key`, IPv6 by /64), and an address
-  over ``IDP_AUTH_FAILURE_RATE_LIMIT`` is refused before any work (:func:`refuse_failing`);
+  counted per source address (:func:`idp.ratelimit.address_key`, IPv6 by /64), and an
+  address over ``IDP_AUTH_FAILURE_RATE_LIMIT`` has its failures answered 429, while its
+  authenticated requests still pass (:func:`refuse_failing`);
 * authenticated token and revocation requests are counted per connection, from inside the
   grant or endpoint that found it (idp/oauth/limits.py); introspection per resource server;
 * sign-in failures per (email, address), per address and per account (idp/login_limits.py).
@@ -19,7 +20,7 @@ introspection (docs/PERFORMANCE.md).
 What each limit does while the shared counter store (Redis) cannot be reached (OPERATIONS.md,
 "When something fails"):
 
-* fail open, not counted at all: the limits of :func:`count` and :func:`peek` (token,
+* fail open, not counted at all: the limits of :func:`count` (token,
   revocation and introspection, the per-credential API limit). A refused refresh or
   introspection during a counter outage would be an outage of every connector; these limits
   protect capacity, not secrets (every credential they guard carries 128 to 256 random bits),
@@ -72,14 +73,6 @@ def count(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
     return _noted(scope, ratelimit.count(_strategy(), limit_value, key, _prefix(), scope=scope))
 
 
-def peek(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
-    """The breached limit of ``key`` without counting; None when nothing is refused."""
-    if not limiter.enabled:
-        return None
-    usage = ratelimit.peek(_strategy(), limit_value, key, _prefix(), scope=scope)
-    return _noted(scope, usage) if usage is not None and not usage.allowed else None
-
-
 def count_strict(limit_value: str, scope: str, key: str) -> ratelimit.Usage | None:
     """:func:`count`, in this process's counters while the shared store is down."""
     if not limiter.enabled:
@@ -122,20 +115,27 @@ def too_many(usage: ratelimit.Usage, now: float):
 
 
 def refuse_failing(view):
-    """Decorator for client-authenticated endpoints: an address over its failed-authentication
-    limit is refused before any work, and every 401 (a failed client or resource-server
-    authentication) is counted against the address that sent it."""
+    """Decorator for client-authenticated endpoints: every 401 (a failed client or
+    resource-server authentication) is counted against the address that sent it, and past
+    the limit that address's failures are answered 429.
+
+    A request that authenticates is never refused here, whatever its address has done:
+    Zapier and Make call from shared egress addresses that anyone can send requests from
+    (a webhook step of their own), so refusing an address before checking the secret would
+    let a stranger stop every customer's refresh again, only through the connector's door.
+    Checking first costs one indexed lookup per flooding request; secrets carry 256 random
+    bits, so the counter exists to slow and surface a flood, not to stop guessing.
+    """
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        limit_value = current_app.config["IDP_AUTH_FAILURE_RATE_LIMIT"]
-        address = source()
-        refused = peek(limit_value, AUTH_FAILURE_SCOPE, address)
-        if refused is not None:
-            return too_many(refused, time.time())
         response = view(*args, **kwargs)
-        if response.status_code == 401:
-            count(limit_value, AUTH_FAILURE_SCOPE, address)
+        if response.status_code != 401:
+            return response
+        usage = count(current_app.config["IDP_AUTH_FAILURE_RATE_LIMIT"], AUTH_FAILURE_SCOPE,
+                      source())
+        if usage is not None and not usage.allowed:
+            return too_many(usage, time.time())
         return response
 
     return wrapper
