@@ -29,6 +29,8 @@ from idp.views import auth
 from idp.views import health
 from idp.views import home
 from idp.views import oauth
+from idp.views import password
+from idp.views import security as security_pages
 from idp.views import sessions as session_pages
 from idp.views import settings
 
@@ -72,7 +74,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     cli.init_app(app)
     for module in (auth, oauth, settings, api_keys, session_pages, activity, api, health,
-                   openapi, home):
+                   openapi, home, password, security_pages):
         app.register_blueprint(module.bp)
     metrics.init_app(app)
     return app

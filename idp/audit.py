@@ -49,6 +49,9 @@ KINDS = {
     "password_set": "Password set by an operator",
 }
 #: Kinds recorded with an organization: what an organization's Activity page can show.
+    "password_changed": "Password changed",
+    "password_reset_requested": "Password reset link sent",
+    "password_reset": "Password reset by email",
 ORG_KINDS = (
     "api_key_created", "api_key_disabled", "api_key_enabled", "api_key_revoked",
     "connection_created", "connection_ended", "refresh_token_reuse",

@@ -46,6 +46,12 @@ ENV_DEFAULTS = {
     "IDP_LOG_FORMAT": "text",
     "IDP_METRICS_BIND": "",
     "IDP_MAX_BODY_BYTES": str(64 * 1024),
+    "IDP_SMTP_URL": "",
+    "IDP_MAIL_FROM": "FlowEstate <no-reply@localhost>",
+    "IDP_PASSWORD_RESET_TTL": "1800",
+    "IDP_RESET_EMAIL_RATE_LIMIT": "3 per hour",
+    "IDP_RESET_ADDRESS_RATE_LIMIT": "10 per minute;50 per hour",
+    "IDP_TWO_STEP_RATE_LIMIT": "5 per minute;20 per hour",
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_KEY_PREFIX": "idp",
 }
@@ -53,12 +59,14 @@ ENV_DEFAULTS = {
 #: Settings that are lifetimes and must be positive.
 POSITIVE_SECONDS = (
     "IDP_CODE_TTL", "IDP_ACCESS_TOKEN_TTL", "IDP_REFRESH_TOKEN_TTL", "IDP_ENDED_RETENTION_SECONDS",
+    "IDP_PASSWORD_RESET_TTL",
 )
 #: Settings that are rate limits in the ``limits`` notation ("600 per minute").
 RATE_LIMITS = (
     "IDP_API_RATE_LIMIT", "IDP_INTROSPECTION_RATE_LIMIT", "IDP_TOKEN_RATE_LIMIT",
     "IDP_AUTH_FAILURE_RATE_LIMIT", "IDP_LOGIN_PAIR_RATE_LIMIT", "IDP_LOGIN_ADDRESS_RATE_LIMIT",
-    "IDP_LOGIN_ACCOUNT_RATE_LIMIT",
+    "IDP_LOGIN_ACCOUNT_RATE_LIMIT", "IDP_RESET_EMAIL_RATE_LIMIT", "IDP_RESET_ADDRESS_RATE_LIMIT",
+    "IDP_TWO_STEP_RATE_LIMIT",
 )
 #: Rate limits that are off when empty.
 OPTIONAL_RATE_LIMITS = ("IDP_CLIENT_RATE_LIMIT",)
@@ -203,6 +211,13 @@ def build_config(instance_path: str, environ=None) -> dict:
         "IDP_LOG_LEVEL": env["IDP_LOG_LEVEL"].upper(),
         "IDP_LOG_FORMAT": env["IDP_LOG_FORMAT"].lower(),
         "IDP_METRICS_BIND": env["IDP_METRICS_BIND"],
+        # Account mail and two-step sign-in (idp/mail.py, idp/resets.py, idp/twostep.py).
+        "IDP_SMTP_URL": env["IDP_SMTP_URL"],
+        "IDP_MAIL_FROM": env["IDP_MAIL_FROM"],
+        "IDP_PASSWORD_RESET_TTL": _int(env, "IDP_PASSWORD_RESET_TTL"),
+        "IDP_RESET_EMAIL_RATE_LIMIT": env["IDP_RESET_EMAIL_RATE_LIMIT"],
+        "IDP_RESET_ADDRESS_RATE_LIMIT": env["IDP_RESET_ADDRESS_RATE_LIMIT"],
+        "IDP_TWO_STEP_RATE_LIMIT": env["IDP_TWO_STEP_RATE_LIMIT"],
         "IDP_SCOPES": dict(DEFAULT_SCOPES),
         "RATELIMIT_STORAGE_URI": env["RATELIMIT_STORAGE_URI"],
         "RATELIMIT_STORAGE_OPTIONS": counter_store_options(env["RATELIMIT_STORAGE_URI"]),

@@ -44,6 +44,9 @@ class Organization(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    #: Members must have two-step sign-in before connecting an app for this organization.
+    require_two_step: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
 
 
 class User(db.Model):
@@ -332,3 +335,63 @@ class AuditEvent(db.Model):
     subject: Mapped[str | None] = mapped_column(String(64), index=True)
     ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class PasswordReset(db.Model):
+    """A single-use password reset link, stored as the SHA-256 digest of its token."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(DIGEST, unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class TotpCredential(db.Model):
+    """A user's authenticator app: the TOTP secret, encrypted; in force once confirmed."""
+
+    __tablename__ = "totp_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    #: Fernet token of the base32 secret under a key derived from SECRET_KEY (idp/twostep.py).
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    #: None while the person has not yet typed a first code: not in force.
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: The last 30-second step accepted; a code of that step or earlier is refused (replay).
+    last_step: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RecoveryCode(db.Model):
+    """A one-time recovery code, stored as a SHA-256 digest."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(DIGEST, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Passkey(db.Model):
+    """A WebAuthn credential (``pk_…``): its id and public key, never anything secret."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(PUBLIC_ID, unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The credential id, base64url (authenticators make at most 1023 bytes).
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
