@@ -3,6 +3,9 @@
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +22,7 @@ from idp.config import build_config
 from idp.config import check_config
 from idp.config import metrics_address
 from idp.extensions import limiter
+from tests.helpers import ROOT
 from tests.helpers import LiveServer
 from tests.helpers import free_port
 from tests.oauth_helpers import connect
@@ -240,3 +244,26 @@ def test_metrics_are_summed_across_workers_on_their_own_listener(database_url, t
         assert "# TYPE idp_http_request_duration_seconds histogram" in text
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("public port", "Error: IDP_METRICS_BIND must not use the public port {port}."),
+    ("port taken", "Error: IDP_METRICS_BIND 127.0.0.1:{port} cannot be served: "
+                   "[Errno 98] Address already in use"),
+])
+def test_gunicorn_refuses_a_metrics_listener_it_cannot_keep_apart(tmp_path, case, message):
+    port = free_port()
+    public = port if case == "public port" else free_port()
+    with socket.socket() as other_program:
+        if case == "port taken":
+            other_program.bind(("127.0.0.1", port))
+            other_program.listen()
+        finished = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py", "app:app"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "TMPDIR": str(tmp_path), "IDP_BIND": f"127.0.0.1:{public}",
+                 "IDP_METRICS_BIND": f"127.0.0.1:{port}"})
+    assert finished.returncode == 1
+    assert message.format(port=port) in finished.stderr
+    assert "Booting worker" not in finished.stderr
+    assert not list(tmp_path.glob("idp-metrics-*")), "the metrics directory outlived its master"
