@@ -1,6 +1,7 @@
-"""API keys: create (raw key returned once), disable, enable, revoke (SPEC §2, §6, §7)."""
+"""API keys: create (raw key returned once), roll, rename, re-scope, disable, enable, revoke."""
 
 from datetime import datetime
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -15,6 +16,10 @@ from idp.models import User
 
 #: Longest key name accepted.
 MAX_NAME_LENGTH = 100
+#: How long a rolled-away secret may keep working, as offered on the Roll page (seconds).
+ROLL_OVERLAPS = {0: "Stop it now", 3600: "1 hour", 86400: "1 day", 7 * 86400: "7 days"}
+#: Expiry presets of the create form, in days.
+EXPIRY_PRESETS = (30, 90, 365)
 
 
 class ApiKeyError(ValueError):
@@ -64,6 +69,74 @@ def create_key(
     return key, raw
 
 
+def _check_name_and_scopes(org: Organization, name: str, scopes: list[str], catalogue: dict,
+                           key_id: int | None = None) -> str:
+    """The stripped name, or ApiKeyError for a bad name, a taken one or bad scopes."""
+    name = (name or "").strip()
+    if not name:
+        raise ApiKeyError("Give the key a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ApiKeyError(f"Use at most {MAX_NAME_LENGTH} characters for the name.")
+    if not scopes:
+        raise ApiKeyError("Choose at least one scope.")
+    unknown = sorted(set(scopes) - set(catalogue))
+    if unknown:
+        raise ApiKeyError(f"Unknown scopes: {', '.join(unknown)}.")
+    taken = db.session.scalar(
+        select(ApiKey.id).where(ApiKey.org_id == org.id, ApiKey.name == name, ApiKey.id != key_id)
+    ) if key_id is not None else None
+    if taken:
+        raise ApiKeyError(f"This organization already has a key named {name!r}.")
+    return name
+
+
+def update_key(key: ApiKey, name: str, scopes: list[str], catalogue: dict, *,
+               actor: str = "cli", ip: str | None = None) -> dict:
+    """Rename and re-scope a key (effective on its next use); returns what changed, audited."""
+    name = _check_name_and_scopes(key.organization, name, scopes, catalogue, key_id=key.id)
+    scope = join_scope(scopes)
+    changes = {}
+    if name != key.name:
+        changes["name"] = [key.name, name]
+    if scope != key.scopes:
+        changes["scopes"] = [key.scopes, scope]
+    if changes:
+        key.name, key.scopes = name, scope
+        audit.record(db.session, "api_key_updated", utcnow(), org=key.organization.public_id,
+                     actor=actor, subject=key.public_id, ip=ip, **changes)
+    return changes
+
+
+def roll(key: ApiKey, overlap_seconds: int, *, actor: str = "cli",
+         ip: str | None = None) -> str:
+    """Give a key a new secret (returned once); the old one works ``overlap_seconds`` more.
+
+    Only one old secret is kept, as for client secrets (SPEC §7): rolling again during an
+    overlap stops the secret before it at once.
+    """
+    if overlap_seconds not in ROLL_OVERLAPS:
+        raise ApiKeyError("Choose how long the old key keeps working.")
+    now = utcnow()
+    if expired(key, now):
+        raise ApiKeyError("An expired key cannot be rolled; create a new key instead.")
+    raw = cs.new_api_key()
+    if overlap_seconds:
+        key.previous_digest, key.previous_last4 = key.digest, key.last4
+        key.previous_revoke_at = now + timedelta(seconds=overlap_seconds)
+    else:
+        key.previous_digest = key.previous_last4 = key.previous_revoke_at = None
+    key.digest, key.last4 = cs.digest(raw), raw[-4:]
+    audit.record(db.session, "api_key_rolled", now, org=key.organization.public_id, actor=actor,
+                 subject=key.public_id, ip=ip, overlap_seconds=overlap_seconds,
+                 old_key_stops_at=(key.previous_revoke_at or now).isoformat() + "Z")
+    return raw
+
+
+def in_overlap(key: ApiKey, now: datetime) -> bool:
+    """True while a rolled-away secret of this key still works."""
+    return key.previous_revoke_at is not None and key.previous_revoke_at > now
+
+
 def set_active(key: ApiKey, active: bool, *, actor: str = "cli", ip: str | None = None) -> None:
     """Disable a key (403 key_inactive at once) or enable it again."""
     key.active = active
@@ -78,11 +151,16 @@ def revoke(key: ApiKey, *, actor: str = "cli", ip: str | None = None) -> None:
     db.session.delete(key)
 
 
+def expired(key: ApiKey, now: datetime) -> bool:
+    """True once a key has passed its expiry date: for good, whatever its active flag."""
+    return key.expires_at is not None and key.expires_at <= now
+
+
 def status(key: ApiKey, now: datetime) -> str:
     """Active, Disabled or Expired, as the API Keys page shows it."""
     if not key.active:
         return "Disabled"
-    if key.expires_at is not None and key.expires_at <= now:
+    if expired(key, now):
         return "Expired"
     return "Active"
 

@@ -31,6 +31,8 @@ KINDS = {
     "api_key_disabled": "API key disabled",
     "api_key_enabled": "API key enabled",
     "api_key_revoked": "API key revoked",
+    "api_key_rolled": "API key rolled",
+    "api_key_updated": "API key renamed or re-scoped",
     "connection_created": "App connected",
     "connection_ended": "Connection ended",
     "refresh_token_reuse": "Refresh token reused: connection ended",
@@ -54,7 +56,8 @@ KINDS = {
     "password_reset": "Password reset by email",
 ORG_KINDS = (
     "api_key_created", "api_key_disabled", "api_key_enabled", "api_key_revoked",
-    "connection_created", "connection_ended", "refresh_token_reuse",
+    "api_key_rolled", "api_key_updated", "connection_created", "connection_ended",
+    "refresh_token_reuse",
 )
 
 

@@ -5,15 +5,19 @@ from wtforms import DateField
 from wtforms import EmailField
 from wtforms import HiddenField
 from wtforms import PasswordField
+from wtforms import RadioField
 from wtforms import SelectField
 from wtforms import SelectMultipleField
 from wtforms import StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
+from idp.apikeys import EXPIRY_PRESETS
 from idp.apikeys import MAX_NAME_LENGTH
+from idp.apikeys import ROLL_OVERLAPS
 from idp.core.clock import utcnow
 
 
@@ -62,11 +66,43 @@ class ApiKeyForm(FlaskForm):
     scopes = SelectMultipleField(
         "Scopes", choices=[], validators=[DataRequired("Choose at least one scope.")]
     )
+    #: A preset number of days, a date of one's own ("custom"), or "never".
+    expires = RadioField(
+        "Expires",
+        choices=[SelectChoice(str(days), f"In {days} days") for days in EXPIRY_PRESETS]
+        + [SelectChoice("custom", "On a date"), SelectChoice("never", "Never")],
+        default="90",
+    )
     expires_on = DateField(
         "Expires on", validators=[Optional()], format="%Y-%m-%d",
     )
+
+    def validate_expires(self, field):
+        """"On a date" needs the date (checked here: an empty date field skips its own checks)."""
+        if field.data == "custom" and not (self.expires_on.raw_data or [""])[0]:
+            raise ValidationError("Choose the date the key stops working.")
 
     def validate_expires_on(self, field):
         """The key stops at 00:00 UTC on this date, so the date must be after today (UTC)."""
         if field.data is not None and field.data <= utcnow().date():
             raise ValidationError("Choose a date after today, or leave it empty.")
+        if self.expires.data != "custom" and field.data is not None:
+            raise ValidationError("Choose “On a date” to use this date, or clear it.")
+
+
+class ApiKeyEditForm(FlaskForm):
+    """Rename and re-scope a key."""
+
+    name = ApiKeyForm.name
+    scopes = ApiKeyForm.scopes
+
+
+class RollForm(FlaskForm):
+    """Roll a key: how long the old secret keeps working."""
+
+    overlap = RadioField(
+        "Keep the old key working for",
+        choices=[SelectChoice(str(seconds), words) for seconds, words in ROLL_OVERLAPS.items()],
+        default="3600",
+        validators=[DataRequired("Choose how long the old key keeps working.")],
+    )

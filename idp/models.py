@@ -214,6 +214,9 @@ class Connection(db.Model):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    #: What the client called this connection (the ``connection_label`` authorize parameter),
+    #: so two connects of one app can be told apart on Connected Apps.
+    label: Mapped[str | None] = mapped_column(String(100))
 
     user: Mapped[User] = relationship()
     organization: Mapped[Organization] = relationship()
@@ -317,6 +320,11 @@ class ApiKey(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    #: The secret a roll replaced: it keeps working until ``previous_revoke_at`` (the overlap
+    #: chosen when rolling), then answers 401 unknown_token like any secret no key holds.
+    previous_digest: Mapped[str | None] = mapped_column(DIGEST, unique=True)
+    previous_last4: Mapped[str | None] = mapped_column(String(4))
+    previous_revoke_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     organization: Mapped[Organization] = relationship()
     created_by: Mapped[User | None] = relationship()

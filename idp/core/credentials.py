@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import and_
 from sqlalchemy import bindparam
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,10 +40,13 @@ __all__ = [
 
 # Built once at import: a statement rebuilt per call costs its construction and its cache-key
 # computation on every request; a module-level one keeps the key memoized (PERFORMANCE.md §1).
-#: One API key and its organization, by the digest of the presented key.
+#: One API key and its organization, by the digest of the presented key: its current secret,
+#: or the one a roll replaced (judged against the overlap below).
 _API_KEY_BY_DIGEST = (
     select(
         ApiKey.id,
+        ApiKey.previous_digest,
+        ApiKey.previous_revoke_at,
         ApiKey.public_id,
         ApiKey.name,
         ApiKey.scopes,
@@ -55,7 +59,8 @@ _API_KEY_BY_DIGEST = (
         Organization.suspended,
     )
     .join(Organization, Organization.id == ApiKey.org_id)
-    .where(ApiKey.digest == bindparam("digest"))
+    .where(or_(ApiKey.digest == bindparam("digest"),
+               ApiKey.previous_digest == bindparam("digest")))
 )
 #: Join condition: the membership that keeps a connection's user in its organization (a
 #: connection whose user has left answers org_unbound; refresh judges the same way).
@@ -155,11 +160,17 @@ def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | 
     A key belongs to its organization, not to the person who made it: it keeps working when
     its creator leaves. A suspended organization is an org binding that no longer holds.
     """
-    row = session.execute(_API_KEY_BY_DIGEST, {"digest": cs.digest(token)}).first()
+    presented = cs.digest(token)
+    row = session.execute(_API_KEY_BY_DIGEST, {"digest": presented}).first()
     if row is None:
         return UNKNOWN
-    (key_pk, key_id, name, scopes, active, created, expires, last_used, org_id, org_name,
-     suspended) = row
+    (key_pk, previous, revoke_at, key_id, name, scopes, active, created, expires, last_used,
+     org_id, org_name, suspended) = row
+    if previous == presented and (revoke_at is None or revoke_at <= now):
+        # A rolled-away secret past its overlap belongs to no key any more: the same answer
+        # as a deleted key (SPEC §4 unknown_token), not key_expired, which would suggest the
+        # key itself (still working under its new secret) has run out.
+        return UNKNOWN
     if not active:
         return denial("key_inactive")
     if expires is not None and expires <= now:

@@ -1,7 +1,8 @@
-"""Settings -> API Keys: create (raw key shown once), disable, enable, revoke (SPEC §6)."""
+"""Settings -> API Keys: create (raw key shown once), roll, edit, disable, enable, revoke."""
 
 from datetime import datetime
 from datetime import time
+from datetime import timedelta
 
 from flask import Blueprint
 from flask import abort
@@ -20,8 +21,10 @@ from idp.core.clock import utcnow
 from idp.core.scopes import parse_scope
 from idp.database import begin_write
 from idp.extensions import db
+from idp.forms import ApiKeyEditForm
 from idp.forms import ApiKeyForm
 from idp.forms import EmptyForm
+from idp.forms import RollForm
 from idp.models import ApiKey
 from idp.views.settings import current_membership
 from idp.views.settings import install
@@ -51,11 +54,25 @@ def forbidden():
     return settings_error(403, "API keys are managed by owners and admins", message)
 
 
-def new_form() -> ApiKeyForm:
-    """The create form with one choice per scope of the catalogue."""
-    form = ApiKeyForm()
+def new_form(form_class=ApiKeyForm, **kwargs):
+    """A key form with one choice per scope of the catalogue."""
+    form = form_class(**kwargs)
     form.scopes.choices = list(current_app.config["IDP_SCOPES"])
+    if (form_class is ApiKeyForm and request.method == "POST"
+            and "expires" not in request.form):
+        # A form posted without the presets (scripts written before them): a date given
+        # means that date, none means no expiry, as the form used to say.
+        form.expires.data = "custom" if request.form.get("expires_on") else "never"
     return form
+
+
+def chosen_expiry(form: ApiKeyForm) -> datetime | None:
+    """When the key stops: a preset from now, 00:00 UTC on a chosen date, or never."""
+    if form.expires.data == "never":
+        return None
+    if form.expires.data == "custom":
+        return datetime.combine(form.expires_on.data, time.min)
+    return utcnow().replace(microsecond=0) + timedelta(days=int(form.expires.data))
 
 
 def render_list(form: ApiKeyForm, membership, status: int = 200):
@@ -67,7 +84,7 @@ def render_list(form: ApiKeyForm, membership, status: int = 200):
     now = utcnow()
     rows = [(key, apikeys.status(key, now), parse_scope(key.scopes)) for key in keys]
     return render_template(
-        "api_keys.html", form=form, rows=rows, actions=EmptyForm(),
+        "api_keys.html", form=form, rows=rows, actions=EmptyForm(), now=now,
         catalogue=current_app.config["IDP_SCOPES"], organization=membership.organization,
     ), status
 
@@ -105,7 +122,7 @@ def create():
     if not valid(form, membership):
         return render_list(form, membership, 400)
     user = accounts.current_user()
-    expires = datetime.combine(form.expires_on.data, time.min) if form.expires_on.data else None
+    expires = chosen_expiry(form)
     try:
         key, raw = apikeys.create_key(
             membership.organization, form.name.data, form.scopes.data,
@@ -140,10 +157,20 @@ def _managed_key(public_id: str) -> ApiKey:
     abort(404)
 
 
+def _expired_conflict(key: ApiKey, action: str):
+    """409 for what makes no sense on an expired key; its page offers only Revoke."""
+    return settings_error(
+        409, f"An expired key cannot be {action}",
+        f"The key {key.name!r} has passed its expiry date and no longer works. Revoke it, and "
+        "create a new key if the integration still needs one.")
+
+
 def _set_active(public_id: str, active: bool):
     """Disable or enable a key, then back to the list."""
     begin_write(db.session)
     key = _managed_key(public_id)
+    if apikeys.expired(key, utcnow()):
+        return _expired_conflict(key, "enabled" if active else "disabled")
     apikeys.set_active(key, active, actor=accounts.current_user().email, ip=request.remote_addr)
     db.session.commit()
     flash(f"The key {key.name!r} is {'enabled' if active else 'disabled'}.")
@@ -178,3 +205,76 @@ def revoke(public_id):
     db.session.commit()
     flash(f"The key {name!r} is revoked and can no longer be used.")
     return redirect(url_for("api_keys.index"))
+
+
+@bp.get("/<public_id>/edit")
+def edit_form(public_id):
+    """The rename and re-scope form, filled with the key's name and scopes."""
+    key = _managed_key(public_id)
+    form = new_form(ApiKeyEditForm, formdata=None, name=key.name,
+                    scopes=parse_scope(key.scopes))
+    return _render_edit(key, form)
+
+
+def _render_edit(key: ApiKey, form: ApiKeyEditForm, status: int = 200):
+    """The edit page."""
+    return render_template("api_key_edit.html", key=key, form=form,
+                           catalogue=current_app.config["IDP_SCOPES"]), status
+
+
+@bp.post("/<public_id>/edit")
+def edit(public_id):
+    """Rename and re-scope a key: effective on its very next request, audited."""
+    begin_write(db.session)
+    key = _managed_key(public_id)
+    form = new_form(ApiKeyEditForm)
+    if not form.validate_on_submit():
+        return _render_edit(key, form, 400)
+    user = accounts.current_user()
+    try:
+        changes = apikeys.update_key(key, form.name.data, form.scopes.data,
+                                     current_app.config["IDP_SCOPES"], actor=user.email,
+                                     ip=request.remote_addr)
+        db.session.commit()
+    except (apikeys.ApiKeyError, IntegrityError) as error:
+        db.session.rollback()
+        key = _managed_key(public_id)
+        form.name.errors = [DUPLICATE_NAME if isinstance(error, IntegrityError) else str(error)]
+        return _render_edit(key, form, 400)
+    flash(f"The key {key.name!r} is saved." if changes else "Nothing was changed.")
+    return redirect(url_for("api_keys.index"))
+
+
+@bp.get("/<public_id>/roll")
+def roll_form(public_id):
+    """Ask how long the old secret keeps working before giving the key a new one."""
+    key = _managed_key(public_id)
+    if apikeys.expired(key, utcnow()):
+        return _expired_conflict(key, "rolled")
+    return _render_roll(key, RollForm(formdata=None))
+
+
+def _render_roll(key: ApiKey, form: RollForm, status: int = 200):
+    """The roll page, warning when an earlier roll's overlap is still running."""
+    return render_template("api_key_roll.html", key=key, form=form,
+                           overlapping=apikeys.in_overlap(key, utcnow())), status
+
+
+@bp.post("/<public_id>/roll")
+def roll(public_id):
+    """Give the key a new secret, shown once from this response; the old one keeps its overlap."""
+    begin_write(db.session)
+    key = _managed_key(public_id)
+    if apikeys.expired(key, utcnow()):
+        return _expired_conflict(key, "rolled")
+    form = RollForm()
+    if not form.validate_on_submit():
+        return _render_roll(key, form, 400)
+    raw = apikeys.roll(key, int(form.overlap.data), actor=accounts.current_user().email,
+                       ip=request.remote_addr)
+    db.session.commit()
+    response = current_app.make_response(
+        (render_template("api_key_created.html", key=key, raw=raw, rolled=True), 201)
+    )
+    response.headers["Pragma"] = "no-cache"
+    return response
