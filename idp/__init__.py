@@ -33,6 +33,7 @@ from idp.views import password
 from idp.views import security as security_pages
 from idp.views import sessions as session_pages
 from idp.views import settings
+from idp.views import two_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -74,7 +75,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     cli.init_app(app)
     for module in (auth, oauth, settings, api_keys, session_pages, activity, api, health,
-                   openapi, home, password, security_pages):
+                   openapi, home, password, security_pages, two_step):
         app.register_blueprint(module.bp)
     metrics.init_app(app)
     return app

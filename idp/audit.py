@@ -31,8 +31,6 @@ KINDS = {
     "api_key_disabled": "API key disabled",
     "api_key_enabled": "API key enabled",
     "api_key_revoked": "API key revoked",
-    "api_key_rolled": "API key rolled",
-    "api_key_updated": "API key renamed or re-scoped",
     "connection_created": "App connected",
     "connection_ended": "Connection ended",
     "refresh_token_reuse": "Refresh token reused: connection ended",
@@ -49,15 +47,23 @@ KINDS = {
     "session_ended": "Session signed out",
     "other_sessions_ended": "Other sessions signed out",
     "password_set": "Password set by an operator",
-}
-#: Kinds recorded with an organization: what an organization's Activity page can show.
     "password_changed": "Password changed",
     "password_reset_requested": "Password reset link sent",
     "password_reset": "Password reset by email",
+    "two_step_enabled": "Two-step sign-in turned on",
+    "two_step_disabled": "Two-step sign-in turned off",
+    "two_step_failed": "Wrong two-step code",
+    "recovery_code_used": "Recovery code used",
+    "recovery_codes_renewed": "Recovery codes renewed",
+    "passkey_added": "Passkey added",
+    "passkey_removed": "Passkey removed",
+    "org_two_step_required": "Two-step sign-in required for members",
+    "org_two_step_optional": "Two-step sign-in made optional",
+}
+#: Kinds recorded with an organization: what an organization's Activity page can show.
 ORG_KINDS = (
     "api_key_created", "api_key_disabled", "api_key_enabled", "api_key_revoked",
-    "api_key_rolled", "api_key_updated", "connection_created", "connection_ended",
-    "refresh_token_reuse",
+    "connection_created", "connection_ended", "refresh_token_reuse",
 )
 
 

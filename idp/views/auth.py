@@ -11,11 +11,13 @@ from flask import url_for
 from idp import accounts
 from idp import audit
 from idp import login_limits
+from idp import twostep
 from idp.core.clock import utcnow
 from idp.database import begin_write
 from idp.extensions import db
 from idp.forms import EmptyForm
 from idp.forms import LoginForm
+from idp.views import two_step
 
 bp = Blueprint("auth", __name__)
 
@@ -54,6 +56,9 @@ def login():
             page = render_template("login.html", form=form, error=TOO_MANY)
             return page, 429, {"Retry-After": login_limits.retry_after(refused)}
         if accounts.check_password(user, form.password.data):
+            if twostep.has_two_step(db.session, user):
+                # A half-signed-in note only; the session begins after the second step.
+                return two_step.begin(user, safe_next(form.next.data))
             accounts.sign_in(user)
             response = redirect(safe_next(form.next.data))
             login_limits.remember_device(response, user)

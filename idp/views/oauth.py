@@ -28,6 +28,7 @@ from idp.forms import ConsentForm
 from idp.models import Client
 from idp.models import Connection
 from idp.oauth.server import server
+from idp.views.security import two_step_setup_needed
 
 bp = Blueprint("oauth", __name__)
 
@@ -133,6 +134,10 @@ def authorize():
             "FlowEstate account for access.", 403)
     form = ConsentForm()
     form.organization.choices = [(m.organization.public_id, m.organization.name) for m in orgs]
+    setup = two_step_setup_needed(user, orgs, request.form.get("organization")
+                                  if request.method == "POST" else None)
+    if setup is not None:
+        return setup
     scopes = parse_scope(grant.request.scope)
     if request.method == "POST" and form.validate_on_submit():
         if request.form.get("decision") != "allow":
