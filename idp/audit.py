@@ -31,6 +31,8 @@ KINDS = {
     "api_key_disabled": "API key disabled",
     "api_key_enabled": "API key enabled",
     "api_key_revoked": "API key revoked",
+    "api_key_rolled": "API key rolled",
+    "api_key_updated": "API key renamed or re-scoped",
     "connection_created": "App connected",
     "connection_ended": "Connection ended",
     "refresh_token_reuse": "Refresh token reused: connection ended",
@@ -63,7 +65,8 @@ KINDS = {
 #: Kinds recorded with an organization: what an organization's Activity page can show.
 ORG_KINDS = (
     "api_key_created", "api_key_disabled", "api_key_enabled", "api_key_revoked",
-    "connection_created", "connection_ended", "refresh_token_reuse",
+    "api_key_rolled", "api_key_updated", "connection_created", "connection_ended",
+    "refresh_token_reuse",
 )
 
 
@@ -160,6 +163,8 @@ def detail_text(detail: dict) -> str:
 
 def _quoted(value) -> str:
     """A value as one token: bare when it has no space or quote, else JSON-quoted."""
+    if isinstance(value, list | tuple):
+        value = ",".join(str(item) for item in value)
     value = value if isinstance(value, str) else json.dumps(value)
     return value if value and not any(c in value for c in " \"=\n") else json.dumps(value)
 

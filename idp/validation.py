@@ -58,8 +58,9 @@ def check_org_name(name: str) -> str:
         raise ValidationError(f"An organization name is at most {MAX_ORG_NAME} characters.")
     # Two customers called "Acme Realty" and "acme realty" could not be told apart in lists.
     taken = db.session.scalar(
-        select(Organization.public_id).where(func.lower(Organization.name) == cleaned.lower())
+        select(Organization).where(func.lower(Organization.name) == cleaned.lower())
     )
     if taken is not None:
-        raise ValidationError(f"An organization named {cleaned!r} already exists ({taken}).")
+        raise ValidationError(f"{cleaned!r} is taken: organization {taken.public_id} is named "
+                              f"{taken.name!r} (names are unique, ignoring case).")
     return cleaned

@@ -92,6 +92,8 @@ def test_details_are_quoted_and_a_stray_secret_is_redacted(app, audit_lines):
         db.session.commit()
     [line] = audit_lines()
     assert 'scope="leads:read contacts:read"' in line["message"]
+    assert audit.log_line({"event": "client_updated", "detail": {"changed": ["name", "code_ttl"]}}
+                          ) == "audit client_updated changed=name,code_ttl"
     assert "x" * 43 not in json.dumps(line)
 
 

@@ -221,7 +221,7 @@ def test_set_password_refuses_a_weak_password(app, cli, acme, case):
 
 
 def test_create_org_refuses_a_name_taken_in_any_case(cli, acme):
-    refused(cli("create-org", "ACME realty "), "already exists")
+    refused(cli("create-org", "ACME realty "), "'ACME realty' is taken: organization org_")
     refused(cli("create-org", "   "), "needs a name")
     assert ok(cli("create-org", "Acme Realty West")).startswith("org_")
 
