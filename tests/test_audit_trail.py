@@ -1,5 +1,4 @@
-"""The audit trail read back: one log line per committed event, failed sign-ins folded into one
-row per account, address and hour, and ``flask audit list`` (idp/audit.py, idp/audit_cli.py)."""
+"""The audit trail: log lines once committed, folded sign-in failures, ``flask audit list``."""
 
 import io
 import json

@@ -1,5 +1,4 @@
-"""The operator commands: list/show of every object, connection end, set-password, client update,
-and the validation of what operators type (idp/people_cli.py, connection_cli.py, client_cli.py)."""
+"""Operator commands: list/show, connection end, set-password, client update, input checks."""
 
 import json
 
