@@ -93,11 +93,9 @@ def record(
 
 def record_sign_in_failure(session: Session, now: datetime, *, actor: str | None,
                            ip: str | None) -> AuditEvent:
-    """One ``sign_in_failed`` row per account and address an hour, counting the failures.
-
-    A flood of wrong passwords (or of made-up emails, all recorded with no actor) from one
-    address adds one row an hour, not one per attempt; each attempt is still logged.
-    """
+    """One ``sign_in_failed`` row per account and address an hour, counting the failures."""
+    # A flood of wrong passwords (or of made-up emails, all recorded with no actor) from one
+    # address adds one row an hour, not one per attempt; each attempt is still logged.
     # FOR UPDATE: two failures at once on PostgreSQL must not both read the same count.
     # SQLite ignores it; there the caller already holds the write lock (begin_write).
     same = select(AuditEvent).where(

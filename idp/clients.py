@@ -145,11 +145,9 @@ UPDATABLE = ("name", "redirect_uris", "allowed_scopes", "default_scopes", "org_a
 
 
 def update_client(client: Client, catalogue: dict, changes: dict, actor: str = "cli") -> list[str]:
-    """Apply ``changes`` (a subset of UPDATABLE) after checking them all; the names changed.
-
-    A lifetime of None means the server's default. Narrowing the scopes does not take scopes
-    from existing connections; an allowlist applies to them at once (``org_unbound``).
-    """
+    """Apply ``changes`` (a subset of UPDATABLE) after checking them all; the names changed."""
+    # A lifetime of None means the server's default. Narrowing the scopes does not take scopes
+    # from existing connections; an allowlist applies to them at once (``org_unbound``).
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise ClientError(f"Not a client setting: {', '.join(sorted(unknown))}")
