@@ -127,6 +127,20 @@ class _Hint:
     logged = False
 
 
+def log_proxy_hint() -> None:
+    """Log, once per process, that an OAuth request arrived as plain http and why."""
+    if _Hint.logged:
+        return
+    _Hint.logged = True
+    forwarded = request.headers.get("X-Forwarded-Proto")
+    log.error(
+        "OAuth request to %s arrived as plain http (X-Forwarded-Proto: %s, IDP_PROXY_HOPS=%s);"
+        " behind a TLS proxy set IDP_PROXY_HOPS to the number of proxies and have the "
+        "proxy send X-Forwarded-Proto (docs/OPERATIONS.md)",
+        request.path, forwarded or "absent", current_app.config["IDP_PROXY_HOPS"],
+    )
+
+
 def insecure_transport(error: InsecureTransportError):
     """An OAuth request seen as plain http: 503 with a JSON body, and a hint in the log once.
 
@@ -136,15 +150,7 @@ def insecure_transport(error: InsecureTransportError):
     real plain-http caller, so it cannot refuse to start. A 503 rather than a 4xx: connectors
     end a connection on a 4xx from a refresh, and this is the operator's to fix, not theirs.
     """
-    if not _Hint.logged:
-        _Hint.logged = True
-        forwarded = request.headers.get("X-Forwarded-Proto")
-        log.error(
-            "OAuth request to %s arrived as plain http (X-Forwarded-Proto: %s, IDP_PROXY_HOPS=%s);"
-            " behind a TLS proxy set IDP_PROXY_HOPS to the number of proxies and have the "
-            "proxy send X-Forwarded-Proto (docs/OPERATIONS.md)",
-            request.path, forwarded or "absent", current_app.config["IDP_PROXY_HOPS"],
-        )
+    log_proxy_hint()
     response = jsonify(error="temporarily_unavailable",
                        error_description="This server cannot tell that the request came over "
                                          "https; its operator must fix the proxy settings.")

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from idp import accounts
 from idp import audit
+from idp import security
 from idp import throttle
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
@@ -120,8 +121,10 @@ def authorize():
         grant = server().get_consent_grant(end_user=user)
     except InsecureTransportError:
         # Plain http seen here means a TLS proxy without IDP_PROXY_HOPS: our fault, not the
-        # client's, so nothing is sent back to it.
-        return _error_page("This page must be reached over https.", 500)
+        # client's, so nothing is sent back to it; the operator finds the hint in the log.
+        security.log_proxy_hint()
+        return _error_page("This page is briefly unavailable while its server is set up for "
+                           "https. Try again later.", 503)
     except OAuth2Error as error:
         # The client and its redirect URI passed _precheck, so every remaining error (a
         # repeated parameter included) goes back to the client (RFC 6749 §4.1.2.1).
