@@ -24,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 from idp.config import metrics_address
 from idp.extensions import db
@@ -144,7 +145,10 @@ def _observe(response):
 
 def _count_token_answer(response, refresh_outcome: str | None) -> None:
     """Count a token endpoint answer by grant type and result, and its refresh outcome."""
-    grant_type = request.form.get("grant_type")
+    try:
+        grant_type = request.form.get("grant_type")
+    except HTTPException:  # a body refused unread (413, 415) cannot be read here either
+        grant_type = None
     if grant_type not in GRANT_TYPES:
         grant_type = "other"
     if response.status_code == 200:

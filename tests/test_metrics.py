@@ -106,6 +106,16 @@ def test_refresh_outcomes_grants_and_the_ended_connection(measured, clock):
     assert counts[9] >= 2  # the claims of both rotations
 
 
+def test_token_bodies_refused_unread_are_counted_without_reading_them(measured):
+    _, client, _ = measured
+    moved = Delta(("idp_oauth_token_requests_total", {"grant_type": "other",
+                                                      "result": "invalid_request"}))
+    large = client.post("/oauth/token", data={"grant_type": "refresh_token", "x": "a" * 70000})
+    unreadable = client.post("/oauth/token", json={"grant_type": "refresh_token"})
+    assert (large.status_code, unreadable.status_code) == (413, 415)
+    assert moved() == [2]
+
+
 def test_a_429_is_counted_under_the_limit_that_refused(make_app):
     app = make_app(IDP_METRICS_BIND=BIND, IDP_AUTH_FAILURE_RATE_LIMIT="1 per minute")
     with app.app_context():
