@@ -1,6 +1,7 @@
 """Settings → Password and Settings → Security: password change, two-step sign-in, passkeys."""
 
 from flask import Blueprint
+from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -13,9 +14,11 @@ from sqlalchemy import select
 
 from idp import accounts
 from idp import audit
+from idp import passkeys
 from idp import sessions
 from idp import twostep
 from idp.account_forms import CodeForm
+from idp.account_forms import PasskeyForm
 from idp.account_forms import PasswordChangeForm
 from idp.account_forms import PasswordConfirmForm
 from idp.account_forms import RequireTwoStepForm
@@ -234,3 +237,70 @@ def two_step_setup_needed(user, orgs, chosen: str | None):
     flash(f"{names} requires two-step sign-in. Set it up here, then you will return to the "
           "app's connection request.")
     return redirect(url_for("security.index", next=request.full_path), 303)
+
+
+#: Session key of the registration ceremony's challenge (spent on first use).
+CHALLENGE = "passkey_register"
+
+
+@bp.post("/security/passkeys/options")
+def passkey_options():
+    """Registration options for the browser (a fetch carrying the CSRF token as a header)."""
+    user = accounts.current_user()
+    options, challenge = passkeys.registration_options(db.session, current_app.config, user)
+    session[CHALLENGE] = challenge
+    return Response(options, mimetype="application/json")
+
+
+@bp.post("/security/passkeys")
+def add_passkey():
+    """Verify the browser's new passkey and keep its public key."""
+    form = PasskeyForm()
+    user = accounts.current_user()
+    challenge = session.pop(CHALLENGE, None)
+    if not form.validate_on_submit() or not challenge:
+        flash("The passkey was not added: start again with “Add a passkey”.")
+        return redirect(url_for("security.index"), 303)
+    begin_write(db.session)
+    now = utcnow()
+    try:
+        row = passkeys.register(db.session, current_app.config, user, form.credential.data,
+                                challenge, (form.name.data or "").strip(), now)
+    except passkeys.PasskeyError as refused:
+        db.session.rollback()
+        flash(f"The passkey was not added. {refused}")
+        return redirect(url_for("security.index"), 303)
+    audit.record(db.session, "passkey_added", now, actor=user.email, subject=row.public_id,
+                 ip=request.remote_addr, name=row.name)
+    codes = None
+    if twostep.recovery_codes_left(db.session, user) == 0:
+        codes = twostep.new_recovery_codes(db.session, user, now)
+    db.session.commit()
+    message = f"Passkey “{row.name}” is added."
+    if codes is None:
+        flash(message)
+        return _after_setup()
+    return _show_codes(codes, message)
+
+
+@bp.post("/security/passkeys/<public_id>/remove")
+def remove_passkey(public_id):
+    """Forget one of the user's passkeys."""
+    form = EmptyForm()
+    user = accounts.current_user()
+    if not form.validate_on_submit():
+        return redirect(url_for("security.index"), 303)
+    begin_write(db.session)
+    row = db.session.scalar(select(Passkey).where(Passkey.public_id == public_id,
+                                                  Passkey.user_id == user.id))
+    if row is None:
+        abort(404)
+    db.session.delete(row)
+    db.session.flush()
+    if not twostep.has_two_step(db.session, user):
+        twostep.remove_totp(db.session, user)
+    audit.record(db.session, "passkey_removed", utcnow(), actor=user.email,
+                 subject=row.public_id, ip=request.remote_addr, name=row.name)
+    db.session.commit()
+    flash(f"Passkey “{row.name}” is removed.")
+    return redirect(url_for("security.index"), 303)

@@ -11,6 +11,7 @@ knows the password, so counting per address would let them rotate addresses.
 import calendar
 
 from flask import Blueprint
+from flask import Response
 from flask import current_app
 from flask import flash
 from flask import redirect
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from idp import accounts
 from idp import audit
 from idp import login_limits
+from idp import passkeys
 from idp import throttle
 from idp import twostep
 from idp.account_forms import CodeForm
@@ -70,9 +72,10 @@ def pending_user() -> User | None:
     return db.session.scalar(select(User).where(User.public_id == note["user"]))
 
 
-def finish(user: User):
+def finish(user: User, next_url: str | None = None):
     """The second step passed: a real session begins, and the browser is known again."""
-    next_url = session.get(PENDING, {}).get("next") or url_for("settings.connected_apps")
+    next_url = (next_url or session.get(PENDING, {}).get("next")
+                or url_for("settings.connected_apps"))
     accounts.sign_in(user)
     response = redirect(next_url, 303)
     login_limits.remember_device(response, user)
@@ -146,3 +149,50 @@ def index():
     return render_template("account/two_step.html", form=form, error=error,
                            passkeys=twostep.passkey_count(db.session, user) > 0,
                            totp=twostep.has_totp(db.session, user)), status
+
+
+#: Session key of the sign-in ceremony's challenge (spent on first use).
+CHALLENGE = "passkey_sign_in"
+
+
+@bp.post("/passkey/options")
+def passkey_options():
+    """Options for signing in with a passkey: the half-signed-in user's, or any (discoverable)."""
+    user = pending_user()
+    rows = passkeys.user_passkeys(db.session, user) if user is not None else []
+    options, challenge = passkeys.authentication_options(current_app.config, rows)
+    session[CHALLENGE] = challenge
+    return Response(options, mimetype="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/passkey")
+def passkey():
+    """Verify the passkey: the second step, or a whole sign-in without a password."""
+    from idp.views.auth import safe_next
+
+    user = pending_user()
+    challenge = session.pop(CHALLENGE, None)
+    if user is not None:
+        blocked = refused(user)
+        if blocked is not None:
+            return blocked
+    if not challenge:
+        flash("Start again: the passkey request expired.")
+        return redirect(url_for("two_step.index" if user else "auth.login"), 303)
+    begin_write(db.session)
+    try:
+        row = passkeys.authenticate(db.session, current_app.config,
+                                    request.form.get("credential", ""), challenge, utcnow(),
+                                    user=user)
+    except passkeys.PasskeyError as error:
+        db.session.rollback()
+        if user is not None:
+            failed(user, "passkey")
+        flash(str(error))
+        return redirect(url_for("two_step.index" if user else "auth.login"), 303)
+    owner = db.session.get(User, row.user_id)
+    db.session.commit()
+    if user is None:
+        return finish(owner, safe_next(request.form.get("next")))
+    return finish(owner)
