@@ -99,6 +99,21 @@ def _redirect_with_error(error: OAuth2Error):
     return redirect(add_params_to_uri(error.redirect_uri, params))
 
 
+#: Longest client-supplied connection label kept (Connection.label).
+MAX_LABEL_LENGTH = 100
+
+
+def connection_label(args) -> str | None:
+    """The client's optional ``connection_label``: printable, spaces collapsed, cut to fit.
+
+    A label is cosmetic, so a messy one is tidied rather than refused: refusing it would turn
+    a connect into a dead end over a nicety.
+    """
+    raw = args.get("connection_label") or ""
+    words = "".join(ch if ch.isprintable() else " " for ch in raw).split()
+    return " ".join(words)[:MAX_LABEL_LENGTH].strip() or None
+
+
 def _eligible_orgs(user, client):
     """Memberships whose organization this client may bind to (not suspended, allowlisted)."""
     return [
@@ -153,6 +168,7 @@ def authorize():
         connection = Connection(
             public_id=cs.new_public_id("con_"), user_id=user.id, org_id=membership.org_id,
             client_id=client.id, scope=" ".join(sorted(scopes)), created_at=now,
+            label=connection_label(request.args),
         )
         db.session.add(connection)
         db.session.flush()
@@ -167,6 +183,7 @@ def authorize():
     return render_template(
         "consent.html", form=form, client=client, user=user,
         scopes=describe(scopes, current_app.config["IDP_SCOPES"]), orgs=orgs,
+        label=connection_label(request.args),
     )
 
 
