@@ -10,6 +10,8 @@ Labels are bounded sets the code names (endpoints, outcomes, reasons, limits), n
 a client, a credential or anything a caller sends.
 """
 
+import logging
+from functools import wraps
 from time import perf_counter
 
 from flask import has_request_context
@@ -48,6 +50,8 @@ ISSUING_OUTCOMES = ("rotated", "grace_replay")
 STARTED = "idp.metrics.started"
 LIMIT = "idp.metrics.limit"
 REFRESH = "idp.metrics.refresh"
+
+log = logging.getLogger(__name__)
 
 #: The process's metrics once an app with IDP_METRICS_BIND was made; None while off.
 _metrics = None
@@ -108,9 +112,18 @@ class Metrics:
             self._latency[endpoint].observe(seconds)
 
 
-def enabled() -> bool:
-    """Whether this process records metrics."""
-    return _metrics is not None
+def _quiet(record):
+    """Log, never raise, when recording fails (a full disk under the metrics directory, say):
+    a metric must not fail the request, or roll back the transaction, it describes."""
+
+    @wraps(record)
+    def recording(*args):
+        try:
+            record(*args)
+        except Exception:
+            log.exception("recording a metric failed")
+
+    return recording
 
 
 def registry() -> CollectorRegistry | None:
@@ -130,17 +143,24 @@ def _stamp(wsgi_app):
 
 
 def _observe(response):
+    """After-request hook: count the answer; the answer goes out whatever happens here."""
+    _count_answer(response)
+    return response
+
+
+@_quiet
+def _count_answer(response) -> None:
     """Count the answer by endpoint and status, and the token endpoint's outcomes."""
-    environ = request.environ
+    current = request._get_current_object()  # one context lookup instead of one per attribute
+    environ = current.environ
     started = environ.get(STARTED)
-    endpoint = request.endpoint or "unmatched"
+    endpoint = current.endpoint or "unmatched"
     status = response.status_code
     _metrics.answered(endpoint, status, perf_counter() - started if started else None)
     if status == 429:
         _metrics.rate_limited.labels(environ.get(LIMIT, "other")).inc()
     if endpoint == "oauth.token":
         _count_token_answer(response, environ.get(REFRESH))
-    return response
 
 
 def _count_token_answer(response, refresh_outcome: str | None) -> None:
@@ -179,13 +199,19 @@ def note_limit(scope: str) -> None:
 def connection_ended(reason: str) -> None:
     """Count a connection ended (code_replay, refresh_reuse, revoked_by_client, ...)."""
     if _metrics is not None:
-        _metrics.connections_ended.labels(reason).inc()
+        _increment(_metrics.connections_ended, reason)
 
 
 def database_fault(error: Exception) -> None:
     """Count a database fault answered 503, by :func:`fault_kind`."""
     if _metrics is not None:
-        _metrics.database_faults.labels(fault_kind(error)).inc()
+        _increment(_metrics.database_faults, fault_kind(error))
+
+
+@_quiet
+def _increment(counter, label: str) -> None:
+    """Add one to ``counter`` under ``label``."""
+    counter.labels(label).inc()
 
 
 def fault_kind(error: Exception) -> str:
@@ -205,7 +231,13 @@ def fault_kind(error: Exception) -> str:
 def set_clock_offset(seconds: float) -> None:
     """Record this host's offset from the database's clock (idp/dbclock.py may call it)."""
     if _metrics is not None:
-        _metrics.clock_offset.set(seconds)
+        _set(_metrics.clock_offset, seconds)
+
+
+@_quiet
+def _set(gauge, value: float) -> None:
+    """Set ``gauge`` to ``value``."""
+    gauge.set(value)
 
 
 class LockWait:
@@ -224,7 +256,13 @@ class LockWait:
     def __exit__(self, *_exc):
         """Record the wait, also when it ended in a lock timeout."""
         if _metrics is not None:
-            _metrics.lock_wait.labels(self.lock).observe(perf_counter() - self.started)
+            _waited(self.lock, perf_counter() - self.started)
+
+
+@_quiet
+def _waited(lock: str, seconds: float) -> None:
+    """Record one lock wait."""
+    _metrics.lock_wait.labels(lock).observe(seconds)
 
 
 def _watch_pool(engine, config) -> None:
@@ -232,15 +270,16 @@ def _watch_pool(engine, config) -> None:
     if engine.dialect.name != "sqlite":
         # SQLite's pool is SQLAlchemy's default, not sized by these settings.
         _metrics.pool_capacity.set(config["IDP_DB_POOL_SIZE"] + config["IDP_DB_MAX_OVERFLOW"])
-    in_use = _metrics.pool_in_use
+    in_use = _quiet(_metrics.pool_in_use.inc)
+    returned = _quiet(_metrics.pool_in_use.dec)
 
     @event.listens_for(engine, "checkout")
     def _checked_out(_dbapi_connection, _record, _proxy):
-        in_use.inc()
+        in_use()
 
     @event.listens_for(engine, "checkin")
     def _checked_in(_dbapi_connection, _record):
-        in_use.dec()
+        returned()
 
 
 def init_app(app) -> None:

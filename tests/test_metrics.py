@@ -158,6 +158,25 @@ def test_fault_kinds(error, kind):
     assert metrics.fault_kind(error) == kind
 
 
+def test_a_failure_to_record_never_fails_the_answer(measured, monkeypatch, caplog):
+    _, client, demo = measured
+
+    def full_disk(*_labels):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(metrics._metrics, "_answers", {})
+    monkeypatch.setattr(metrics._metrics.requests, "labels", full_disk)
+    monkeypatch.setattr(metrics._metrics.connections_ended, "labels", full_disk)
+    tokens = connect(client, demo)
+    assert me(client, tokens["access_token"]).status_code == 200
+    revoked = client.post("/oauth/revoke", data={
+        "token": tokens["refresh_token"], "client_id": demo["clients"]["zapier"]["client_id"],
+        "client_secret": demo["clients"]["zapier"]["client_secret"]})
+    assert revoked.status_code == 200
+    assert me(client, tokens["access_token"]).status_code == 401, "the connection has ended"
+    assert "recording a metric failed" in caplog.text
+
+
 def test_pool_gauge_returns_to_where_it_was(measured):
     _, client, demo = measured
     before = value("idp_db_pool_in_use")
