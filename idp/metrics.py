@@ -283,8 +283,7 @@ def _watch_pool(engine, config) -> None:
 
 
 def init_app(app) -> None:
-    """Record metrics in this process when ``IDP_METRICS_BIND`` is set (call last in create_app:
-    the request hook then sees the final answer)."""
+    """Record metrics in this process when ``IDP_METRICS_BIND`` is set (once per process)."""
     global _metrics
     if not app.config["IDP_METRICS_BIND"]:
         return
