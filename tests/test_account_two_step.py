@@ -128,7 +128,8 @@ def test_recovery_code_works_once(app, acme):
     password_step(client, acme["owner"])
     response = second_step(client, code.upper())
     assert response.status_code == 303
-    assert client.get(SETTINGS).status_code == 200
+    assert "You signed in with a recovery code; 9 left." in client.get(
+        SETTINGS).get_data(as_text=True)
     assert [e.detail["left"] for e in events(app, "recovery_code_used")] == [9]
     again = app.test_client()
     password_step(again, acme["owner"])

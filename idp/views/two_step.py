@@ -72,11 +72,14 @@ def pending_user() -> User | None:
     return db.session.scalar(select(User).where(User.public_id == note["user"]))
 
 
-def finish(user: User, next_url: str | None = None):
+def finish(user: User, next_url: str | None = None, message: str | None = None):
     """The second step passed: a real session begins, and the browser is known again."""
     next_url = (next_url or session.get(PENDING, {}).get("next")
                 or url_for("settings.connected_apps"))
     accounts.sign_in(user)
+    if message:
+        # After sign-in: starting the session clears what the visitor session held.
+        flash(message)
     response = redirect(next_url, 303)
     login_limits.remember_device(response, user)
     return response
@@ -136,9 +139,8 @@ def index():
             audit.record(db.session, "recovery_code_used", now, actor=user.email,
                          subject=user.public_id, ip=request.remote_addr, left=left)
             db.session.commit()
-            flash(f"You signed in with a recovery code; {left} left. "
-                  "Make new ones in Settings → Security if you are running low.")
-            return finish(user)
+            return finish(user, message=f"You signed in with a recovery code; {left} left. "
+                          "Make new ones in Settings → Security if you are running low.")
         else:
             method = "recovery_code"
         failed(user, method)

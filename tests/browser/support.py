@@ -26,7 +26,8 @@ def sign_in(page, base_url: str, email: str, password: str, path="/settings/conn
     page.goto(base_url + path)
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    # Exact: "Sign in with a passkey" is a button of the same page.
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_load_state()
 
 

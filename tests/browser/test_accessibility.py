@@ -157,3 +157,56 @@ def test_every_page_is_accessible(browser, app, live_server, demo):
     member.close()
 
     assert problems == {}
+
+
+def test_account_pages_are_accessible(browser, app, live_server, demo):
+    from tests.browser.test_account_flows import enrol_totp
+    from tests.browser.test_account_flows import totp_code
+
+    server = live_server
+    with app.app_context():
+        from idp import resets
+
+        raw = resets.issue(db.session, accounts.find_user(demo["user"]["email"]), utcnow(), 600)
+        db.session.commit()
+    problems = {}
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    page = context.new_page()
+    page.goto(server.url + "/password/forgot")
+    check(page, "forgot-password", problems)
+    page.get_by_label("Email").fill("nobody@example.com")
+    page.get_by_role("button", name="Send reset link").click()
+    check(page, "forgot-password-sent", problems)
+    page.goto(server.url + f"/password/reset?token={raw}")
+    check(page, "reset-password", problems)
+    page.get_by_role("button", name="Change password").click()
+    check(page, "reset-password-invalid", problems)
+    page.goto(server.url + "/password/reset?token=fe_pr_unknown")
+    check(page, "reset-link-expired", problems)
+
+    sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"])
+    page.goto(server.url + "/settings/password")
+    check(page, "password", problems)
+    page.get_by_role("button", name="Change password").click()
+    check(page, "password-invalid", problems)
+    page.goto(server.url + "/settings/security")
+    check(page, "security", problems)
+    page.get_by_role("button", name="Set up authenticator app").click()
+    check(page, "totp-setup", problems)
+    page.goto(server.url + "/settings/security")
+    secret, _ = enrol_totp(page, server.url)
+    check(page, "recovery-codes", problems)
+    page.goto(server.url + "/settings/security")
+    check(page, "security-on", problems)
+    context.close()
+
+    second = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    page = second.new_page()
+    sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"])
+    check(page, "two-step", problems)
+    page.get_by_label("Code").fill(totp_code(secret))
+    page.get_by_role("button", name="Verify").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Connected Apps"
+    second.close()
+
+    assert problems == {}
