@@ -66,7 +66,7 @@ KINDS = {
 ORG_KINDS = (
     "api_key_created", "api_key_disabled", "api_key_enabled", "api_key_revoked",
     "api_key_rolled", "api_key_updated", "connection_created", "connection_ended",
-    "refresh_token_reuse",
+    "refresh_token_reuse", "org_two_step_required", "org_two_step_optional",
 )
 
 

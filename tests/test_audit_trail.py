@@ -3,7 +3,9 @@
 import io
 import json
 import logging
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +206,15 @@ def test_audit_list_refuses_bad_filters(cli, acme, case):
 
 def test_the_kinds_an_organization_can_filter_on_are_all_described():
     assert set(audit.ORG_KINDS) <= set(audit.KINDS)
+
+
+def test_every_kind_the_code_records_is_described():
+    # The Activity page and ``audit list`` name events in plain words; a kind added without a
+    # description would show as its raw name.
+    recorded = set()
+    for path in Path(audit.__file__).parent.rglob("*.py"):
+        for call in re.findall(r"audit\.record\((.{0,160}?),\s*(?:now|utcnow\(\))",
+                               path.read_text(encoding="utf-8"), re.S):
+            recorded.update(re.findall(r'"([a-z]+(?:_[a-z0-9]+)+)"', call))
+    assert len(recorded) > 20
+    assert recorded - set(audit.KINDS) == set()
