@@ -75,16 +75,20 @@ def suspend_org(org_id, undo):
 @click.command("create-user")
 @click.argument("email")
 @click.option("--name", required=True)
-@click.password_option()
-def create_user(email, name, password):
-    """Create a user with an argon2id password hash."""
+def create_user(email, name):
+    """Create a user with an argon2id password hash (the password is asked, twice)."""
     try:
         email = check_email(email)
-        check_password_policy(password, email)
-    except (ValidationError, PasswordPolicyError) as error:
-        raise click.BadParameter(str(error)) from None
+    except ValidationError as error:
+        raise click.BadParameter(str(error), param_hint="EMAIL") from None
     if accounts.find_user(email):
-        raise click.BadParameter(f"{email} already exists.")
+        raise click.BadParameter(f"{email} already exists.", param_hint="EMAIL")
+    # Asked, never an option: a password on the command line stays in shell history and ps.
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_policy(password, email)
+    except PasswordPolicyError as error:
+        raise click.BadParameter(str(error), param_hint="password") from None
     user = accounts.create_user(email, name, password)
     db.session.commit()
     click.echo(user.public_id)

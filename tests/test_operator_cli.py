@@ -225,6 +225,11 @@ def test_create_org_refuses_a_name_taken_in_any_case(cli, acme):
     assert ok(cli("create-org", "Acme Realty West")).startswith("org_")
 
 
+def test_create_user_takes_no_password_option(cli):
+    refused(cli("create-user", "x@example.com", "--name", "X", "--password", STRONG),
+            "No such option")
+
+
 def test_create_user_accepts_a_valid_email_and_password(app, cli):
     result = cli("create-user", " New.Person@Example.COM ", "--name", "New Person",
                  input=f"{STRONG}\n{STRONG}\n")
