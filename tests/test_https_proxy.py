@@ -172,18 +172,3 @@ def test_the_same_endpoints_work_once_the_hop_is_configured(browser_like):
         "client_id": "cli_x", "client_secret": "s3cret"})
     assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
 
-
-def test_the_authorize_page_without_proxy_hops_answers_503_with_the_hint(unproxied, demo, caplog):
-    caplog.set_level(logging.ERROR, logger="idp.security")
-    page = _get(unproxied, "/login")
-    signed_in = _post(unproxied, "/login", {
-        "csrf_token": csrf_token(page.get_data(as_text=True)), "email": demo["user"]["email"],
-        "password": demo["user"]["password"]})
-    assert signed_in.status_code == 302, signed_in.get_data(as_text=True)
-    _, challenge = pkce_pair()
-    params = authorize_params(demo["clients"]["zapier"], challenge=challenge)
-    response = _get(unproxied, "/oauth/authorize?" + urlencode(params))
-    assert response.status_code == 503
-    assert "Location" not in response.headers  # nothing goes back to the connector
-    hints = [r.getMessage() for r in caplog.records if "IDP_PROXY_HOPS" in r.getMessage()]
-    assert len(hints) == 1 and "/oauth/authorize" in hints[0], hints

@@ -1,11 +1,13 @@
 """/oauth/authorize (SPEC §5.2): the error page, redirects back, consent and its choices."""
 
+import logging
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from idp import accounts
+from idp import security
 from idp.extensions import db
 from idp.models import Connection
 from idp.models import Organization
@@ -304,8 +306,11 @@ def test_token_endpoint_uses_the_default_redirect_when_none_was_named(client, de
     assert response.status_code == 200, response.get_json()
 
 
-def test_plain_http_behind_a_proxy_is_not_sent_to_the_client(client, demo):
-    # A non-loopback http URL is what a TLS proxy without IDP_PROXY_HOPS makes the app see.
+def test_plain_http_behind_a_proxy_is_not_sent_to_the_client(client, demo, caplog, monkeypatch):
+    # A non-loopback http URL is what a TLS proxy without IDP_PROXY_HOPS makes the app see:
+    # the operator's fault, so a 503 page and a hint in the log, nothing back to the client.
+    monkeypatch.setattr(security._Hint, "logged", False)
+    caplog.set_level(logging.ERROR, logger="idp.security")
     host = "http://idp.example.com"
     page = client.get("/login", base_url=host)
     signed_in = client.post("/login", base_url=host, data={
@@ -313,5 +318,7 @@ def test_plain_http_behind_a_proxy_is_not_sent_to_the_client(client, demo):
         "password": demo["user"]["password"]})
     assert signed_in.status_code == 302
     response = client.get(authorize_url(demo), base_url=host)
-    assert_error_page(response, 500)
+    assert_error_page(response, 503)
     assert "https" in response.get_data(as_text=True)
+    hints = [r.getMessage() for r in caplog.records if "IDP_PROXY_HOPS" in r.getMessage()]
+    assert len(hints) == 1 and "/oauth/authorize" in hints[0], hints
