@@ -2,6 +2,7 @@
 
 import logging
 import time
+from urllib.parse import urlencode
 
 from flask import current_app
 from flask import jsonify
@@ -162,7 +163,24 @@ def body_too_large(error: RequestEntityTooLarge):
 
 
 def csrf_failed(error: CSRFError):
-    """A form posted without a valid CSRF token."""
+    """A form posted without a valid CSRF token; sign-in and consent offer the way back."""
+    # Imported here: blueprints are imported inside create_app only (STYLE.md).
+    from idp.views.auth import safe_next
+
+    if request.path == AUTHORIZE_PAGE:
+        # The consent form posts to the authorization request's own URL: showing it again
+        # (a GET) gives a fresh form for the same request.
+        return _page(400, "This form has expired",
+                     "The page was open too long, or your session changed. Show the request "
+                     "again and choose once more.",
+                     next_url=request.full_path, next_label="Show the request again")
+    if request.path == "/login":
+        target = request.form.get("next")
+        return _page(400, "This form has expired",
+                     "The sign-in page was open too long. Go back to sign in and try again.",
+                     next_url="/login" + (f"?{urlencode({'next': safe_next(target)})}"
+                                          if target else ""),
+                     next_label="Go back to sign in")
     return _page(400, "This form has expired", "Go back, reload the page and try again.")
 
 

@@ -41,3 +41,11 @@ def join_scope(scopes) -> str:
 def describe(scopes, catalogue: dict[str, str]) -> list[tuple[str, str]]:
     """Pair each scope with its plain-words description for pages."""
     return [(s, catalogue.get(s, s)) for s in sorted(set(scopes))]
+
+
+def group_by_resource(described: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Gather described scopes per resource (``leads:read`` and ``leads:write`` together)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for scope, words in described:
+        groups.setdefault(scope.partition(":")[0], []).append((scope, words))
+    return list(groups.items())

@@ -1,5 +1,6 @@
 """Sign in and sign out (SPEC §6)."""
 
+from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 from flask import Blueprint
@@ -7,6 +8,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
+from sqlalchemy import select
 
 from idp import accounts
 from idp import audit
@@ -17,6 +19,7 @@ from idp.database import begin_write
 from idp.extensions import db
 from idp.forms import EmptyForm
 from idp.forms import LoginForm
+from idp.models import Client
 from idp.views import two_step
 
 bp = Blueprint("auth", __name__)
@@ -31,6 +34,24 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or "\\" in target:
         return default
     return target
+
+
+def asking_app(target: str | None) -> str | None:
+    """The name of the app whose authorization request ``next`` continues, if it is one."""
+    parts = urlsplit(safe_next(target))
+    if parts.path != url_for("oauth.authorize"):
+        return None
+    client_id = (parse_qs(parts.query).get("client_id") or [""])[0]
+    if not client_id or len(client_id) > 64:
+        return None
+    client = db.session.scalar(select(Client).where(Client.public_id == client_id))
+    return client.name if client is not None and client.enabled else None
+
+
+@bp.context_processor
+def sign_in_context():
+    """The sign-in page names the app asking, in a connect popup (GET and re-shown POST)."""
+    return {"asking": asking_app(request.values.get("next"))}
 
 
 #: What a refused sign-in attempt says (the same whether or not the account exists).
@@ -85,4 +106,7 @@ def logout():
     form = EmptyForm()
     if form.validate_on_submit():
         accounts.sign_out()
-    return redirect(url_for("auth.login"))
+    # "Not you?" on consent signs out and returns to the same authorization request.
+    target = request.form.get("next")
+    return redirect(url_for("auth.login", next=safe_next(target)) if target
+                    else url_for("auth.login"))

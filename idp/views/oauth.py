@@ -20,12 +20,14 @@ from idp import throttle
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.scopes import describe
+from idp.core.scopes import group_by_resource
 from idp.core.scopes import parse_scope
 from idp.database import begin_write
 from idp.database import read_then_write
 from idp.extensions import csrf
 from idp.extensions import db
 from idp.forms import ConsentForm
+from idp.forms import EmptyForm
 from idp.models import Client
 from idp.models import Connection
 from idp.oauth.server import server
@@ -56,10 +58,24 @@ def metadata():
     )
 
 
-def _error_page(message: str, status: int = 400):
-    """An error page that never redirects (unknown client, bad redirect URI, ...)."""
+def _error_page(message: str, status: int = 400, next_step: str | None = None, **context):
+    """An error page that never redirects (unknown client, bad redirect URI, ...).
+
+    Each says what to do next: the page is usually a popup the person can only close, so the
+    way on is to start again from the app, or to ask someone who can fix the cause.
+    """
     return render_template("error.html", title="This connection request cannot continue",
-                           message=message), status
+                           message=message, next_step=next_step or restart(None),
+                           **context), status
+
+
+def restart(app_name: str | None, support: bool = False) -> str:
+    """The next step of a connection request that cannot go on: start again from the app."""
+    step = f"Close this window and start the connection again from {app_name or 'the app'}."
+    if support:
+        step += (f" If it happens again, tell {app_name + '’s' if app_name else 'that app’s'} "
+                 "support: its FlowEstate setup needs fixing.")
+    return step
 
 
 def _precheck():
@@ -70,21 +86,27 @@ def _precheck():
     args = request.args
     for name in ("client_id", "redirect_uri"):
         if len(args.getlist(name)) > 1:
-            return None, _error_page(f"The request repeats the {name} parameter.")
+            return None, _error_page(f"The request repeats the {name} parameter.",
+                                     next_step=restart(None, support=True))
     client_id = args.get("client_id")
     client = db.session.scalar(select(Client).where(Client.public_id == client_id)) if (
         client_id and len(client_id) <= 64) else None
     if client is None:
-        return None, _error_page("The app asking to connect is not registered with FlowEstate.")
+        return None, _error_page("The app asking to connect is not registered with FlowEstate.",
+                                 next_step=restart(None, support=True))
     if not client.enabled:
-        return None, _error_page(f"{client.name} is currently disabled and cannot connect.")
+        return None, _error_page(
+            f"{client.name} is currently disabled and cannot connect.",
+            next_step="Close this window and try again later; FlowEstate has switched "
+                      f"{client.name} off for now.")
     redirect_uri = args.get("redirect_uri")
     if redirect_uri is None:
         if client.get_default_redirect_uri() is None:
-            return None, _error_page("The request must say where to return (redirect_uri).")
+            return None, _error_page("The request must say where to return (redirect_uri).",
+                                     next_step=restart(client.name, support=True))
     elif not client.check_redirect_uri(redirect_uri):
         return None, _error_page("The return address in this request is not registered for "
-                                 f"{client.name}.")
+                                 f"{client.name}.", next_step=restart(client.name, support=True))
     return client, None
 
 
@@ -148,8 +170,12 @@ def authorize():
     orgs = _eligible_orgs(user, client)
     if not orgs:
         return _error_page(
-            f"None of your organizations can connect {client.name}. Ask an owner of your "
-            "FlowEstate account for access.", 403)
+            f"None of your organizations can connect {client.name}.", 403,
+            next_step=f"Ask your organization’s owner to invite you to FlowEstate (or to let "
+                      f"{client.name} connect to it), then start the connection again from "
+                      f"{client.name}. Signed in with the wrong account? Sign in as someone "
+                      "else.",
+            switch_account=EmptyForm())
     form = ConsentForm()
     form.organization.choices = [(m.organization.public_id, m.organization.name) for m in orgs]
     setup = two_step_setup_needed(user, orgs, request.form.get("organization")
@@ -182,8 +208,8 @@ def authorize():
         abort(400)
     return render_template(
         "consent.html", form=form, client=client, user=user,
-        scopes=describe(scopes, current_app.config["IDP_SCOPES"]), orgs=orgs,
-        label=connection_label(request.args),
+        groups=group_by_resource(describe(scopes, current_app.config["IDP_SCOPES"])),
+        orgs=orgs, label=connection_label(request.args), signout=EmptyForm(),
     )
 
 
