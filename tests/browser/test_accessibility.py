@@ -114,9 +114,18 @@ def test_every_page_is_accessible(browser, app, live_server, demo):
 
     consent = "/oauth/authorize?" + urlencode(authorize_params(
         demo["clients"]["make"], scope="leads:read contacts:write", challenge=pkce_pair()[1]))
+    page.goto(server.url + "/login?" + urlencode({"next": consent}))
+    assert page.get_by_role("heading", level=1).inner_text() == (
+        "Sign in to connect Make to FlowEstate")
+    check(page, "sign-in-for-app", problems)
     sign_in(page, server.url, demo["user"]["email"], demo["user"]["password"], path=consent)
     assert page.get_by_role("button", name="Allow").is_visible()
     check(page, "consent", problems)
+    every_scope = "/oauth/authorize?" + urlencode(authorize_params(
+        demo["clients"]["make"], scope=" ".join(app.config["IDP_SCOPES"]),
+        challenge=pkce_pair()[1]) | {"connection_label": "Sales team's Make"})
+    page.goto(server.url + every_scope)
+    check(page, "consent-every-scope", problems)
 
     page.goto(server.url + "/oauth/authorize?response_type=code&client_id=nope")
     check(page, "error", problems)
@@ -142,6 +151,17 @@ def test_every_page_is_accessible(browser, app, live_server, demo):
 
     page.goto(server.url + f"/settings/api-keys/{key_id}/revoke")
     check(page, "revoke-confirm", problems)
+
+    page.goto(server.url + f"/settings/api-keys/{key_id}/edit")
+    check(page, "api-key-edit", problems)
+    page.goto(server.url + f"/settings/api-keys/{key_id}/roll")
+    check(page, "api-key-roll", problems)
+    page.get_by_label("1 day").check()
+    page.get_by_role("button", name="Roll key").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "API key rolled"
+    check(page, "api-key-rolled", problems)
+    page.goto(server.url + "/settings/api-keys")
+    check(page, "api-keys-overlap", problems)
 
     page.goto(server.url + "/settings/activity")
     assert page.locator("tbody tr").count() >= 3
