@@ -9,6 +9,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
 from idp import accounts
 from idp import audit
@@ -51,7 +52,12 @@ def asking_app(target: str | None) -> str | None:
 @bp.context_processor
 def sign_in_context():
     """The sign-in page names the app asking, in a connect popup (GET and re-shown POST)."""
-    return {"asking": asking_app(request.values.get("next"))}
+    try:
+        target = request.values.get("next")
+    except HTTPException:
+        # An error page for this very body (413, a dropped upload) is rendering: don't read it.
+        return {"asking": None}
+    return {"asking": asking_app(target)}
 
 
 #: What a refused sign-in attempt says (the same whether or not the account exists).
