@@ -20,6 +20,7 @@ import threading
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from idp import metrics
 from idp.core import clock
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def settle(reading: clock.Anchor) -> None:
     global _next_due
     clock.anchor(reading)
     _next_due = reading.monotonic + REMEASURE_SECONDS
+    metrics.set_clock_offset(reading.host_offset)
     if abs(reading.host_offset) > _limit:
         log.warning("this host's clock is %+.3f s off the database's (limit %g s): decisions "
                     "use the database's clock, but fix this host's time sync (NTP)",

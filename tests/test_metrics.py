@@ -1,5 +1,7 @@
 """Prometheus metrics: what each hook counts in-process, the setting, and the live listener."""
 
+import dataclasses
+import math
 import os
 import re
 import signal
@@ -15,12 +17,14 @@ from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from idp import dbclock
 from idp import metrics
 from idp.cli import seed_demo
 from idp.config import ConfigError
 from idp.config import build_config
 from idp.config import check_config
 from idp.config import metrics_address
+from idp.core import clock as core_clock
 from idp.extensions import limiter
 from tests.helpers import ROOT
 from tests.helpers import LiveServer
@@ -296,3 +300,14 @@ def test_gunicorn_refuses_a_metrics_listener_it_cannot_keep_apart(tmp_path, case
     assert message.format(port=port) in finished.stderr
     assert "Booting worker" not in finished.stderr
     assert not list(tmp_path.glob("idp-metrics-*")), "the metrics directory outlived its master"
+
+
+def test_each_reading_of_the_database_clock_sets_the_offset_gauge(measured, monkeypatch):
+    monkeypatch.setattr(core_clock, "_anchor", None)
+    monkeypatch.setattr(dbclock, "_next_due", math.inf)
+    reading = core_clock.Anchor(database=core_clock.host_now(), monotonic=core_clock.monotonic(),
+                                host_offset=3.25)
+    dbclock.settle(reading)
+    assert value("idp_clock_offset_seconds") == 3.25
+    dbclock.settle(dataclasses.replace(reading, host_offset=-0.5))
+    assert value("idp_clock_offset_seconds") == -0.5
