@@ -19,20 +19,24 @@ def stamp(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
+def find(model, public_id: str, noun: str, param: str):
+    """The row of ``model`` with this public id, or a usage error (exit 2) naming it."""
+    row = db.session.scalar(select(model).where(model.public_id == public_id))
+    if row is None:
+        raise click.BadParameter(f"No {noun} {public_id!r}.", param_hint=param)
+    return row
+
+
 def find_org(public_id: str, param: str = "ORG_ID") -> Organization:
     """The organization with this ``org_…`` id, or a usage error (exit 2)."""
-    org = db.session.scalar(select(Organization).where(Organization.public_id == public_id))
-    if org is None:
-        raise click.BadParameter(f"No organization {public_id!r}.", param_hint=param)
-    return org
+    return find(Organization, public_id, "organization", param)
 
 
 def find_user(ref: str, param: str = "EMAIL") -> User:
     """The user with this email or ``usr_…`` id, or a usage error (exit 2)."""
     if ref.startswith("usr_"):
-        user = db.session.scalar(select(User).where(User.public_id == ref))
-    else:
-        user = accounts.find_user(ref)
+        return find(User, ref, "user", param)
+    user = accounts.find_user(ref)
     if user is None:
         raise click.BadParameter(f"No user {ref!r}.", param_hint=param)
     return user
@@ -40,18 +44,12 @@ def find_user(ref: str, param: str = "EMAIL") -> User:
 
 def find_client(public_id: str, param: str = "CLIENT_ID") -> Client:
     """The connector client with this client_id, or a usage error (exit 2)."""
-    client = db.session.scalar(select(Client).where(Client.public_id == public_id))
-    if client is None:
-        raise click.BadParameter(f"No client {public_id!r}.", param_hint=param)
-    return client
+    return find(Client, public_id, "client", param)
 
 
 def find_connection(public_id: str, param: str = "CON_ID") -> Connection:
     """The connection with this ``con_…`` id, or a usage error (exit 2)."""
-    connection = db.session.scalar(select(Connection).where(Connection.public_id == public_id))
-    if connection is None:
-        raise click.BadParameter(f"No connection {public_id!r}.", param_hint=param)
-    return connection
+    return find(Connection, public_id, "connection", param)
 
 
 def emit(rows: list[dict], columns: tuple[str, ...], as_json: bool) -> None:
