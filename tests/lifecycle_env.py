@@ -68,6 +68,12 @@ def freeze_clock(monkeypatch) -> None:
     must not have real milliseconds pushing the server past it.
     """
     monkeypatch.setattr(idp_clock, "datetime", _FrozenDatetime)
+    # On PostgreSQL utcnow() follows readings of the database's clock (idp/dbclock.py); the
+    # frozen instant stands in for that clock too, so no reading is taken or kept meanwhile.
+    monkeypatch.setattr(idp_clock, "_anchor", None)
+    monkeypatch.setattr(idp_clock, "_first_reading", None)
+    monkeypatch.setattr(idp_clock, "anchor", lambda reading: None)
+    monkeypatch.setattr(idp_clock, "on_first_use", lambda take_reading: None)
     # Undoing the patch puts the offset back too, so no shift outlives the test.
     monkeypatch.setattr(idp_clock, "_offset", timedelta(0))
 
