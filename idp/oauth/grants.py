@@ -102,7 +102,8 @@ class SuccessorUnavailable(OAuth2Error):
 
     Inside the window a presented rotated token is a retry by definition, so failing to open
     its seal (SECRET_KEY replaced without SECRET_KEY_FALLBACKS, a corrupt seal, or a seal
-    already erased by a host whose clock runs ahead) is our fault, never evidence of theft.
+    already erased because the database's own clock stepped) is our fault, never evidence of
+    theft. Hosts' clocks cannot cause it: every host judges by the database's (idp/dbclock.py).
     """
 
     #: The fault body the OAuth endpoints use for passing faults (docs/DESIGN.md).
