@@ -25,10 +25,13 @@ verdicts real callers rely on.
 
 Bearers the kit does not know (not cached) reach the IdP only while the caller's address
 (``caller_key``; by default its IPv4 address or IPv6 /64) has had fewer than
-``unknown_rate_limit`` inactive answers: past that, such a caller is answered 429
-``rate_limited`` before the IdP is asked, so one caller's flood cannot spend the resource
-server's own introspection budget that every other caller depends on. Cached bearers, and
-bearers introspection finds active, are never refused by this limit.
+``unknown_rate_limit`` bearers the IdP does not know (``unknown_token``): past that, such a
+caller is answered 429 ``rate_limited`` before the IdP is asked, so one caller's flood of
+made-up bearers cannot spend the resource server's own introspection budget that every other
+caller depends on. Only ``unknown_token`` counts: Zapier and Make call from a few shared
+addresses on behalf of thousands of customers, whose expired, revoked or disabled credentials
+are ordinary traffic there (an hour-old access token is presented once before every refresh).
+Cached bearers, and bearers introspection finds active, are never refused by this limit.
 
 When the IdP cannot be reached, times out or answers anything but a 200 introspection
 response, the view answers 503 with ``Retry-After`` and nothing is cached: a 401 would tell
@@ -74,7 +77,7 @@ log = logging.getLogger(__name__)
 TOKEN_TYPES = ("api_key", "access_token")
 #: Longest an inactive verdict may be remembered (SPEC §11).
 MAX_INACTIVE_TTL = 5
-#: Counter namespace of inactive answers per caller.
+#: Counter namespace of unknown bearers (``unknown_token`` answers) per caller.
 UNKNOWN_SCOPE = "kit-unknown"
 
 
@@ -195,7 +198,7 @@ class ResourceProtector:
         ``limiter`` is the service's Flask-Limiter instance; when given, every protected view
         counts requests per credential against ``rate_limit`` (a string such as
         ``"600 per minute"``, or a callable returning one) in that limiter's storage.
-        ``unknown_rate_limit`` (None: off) counts inactive answers per ``caller_key()``, in
+        ``unknown_rate_limit`` (None: off) counts unknown bearers per ``caller_key()``, in
         that storage too, or in this process when there is no limiter or its store is down.
         """
         check_introspection_url(introspection_url)
@@ -230,7 +233,7 @@ class ResourceProtector:
         """The verdict on an Authorization header value; raises IdpUnavailable.
 
         With a ``caller``, an uncached bearer is first checked against that caller's count of
-        inactive answers (CallerLimited when over it), and an inactive answer is counted.
+        unknown bearers (CallerLimited when over it), and an ``unknown_token`` answer is counted.
         """
         token = parse_authorization(authorization)
         if isinstance(token, Denial):
@@ -249,7 +252,7 @@ class ResourceProtector:
                 raise CallerLimited(refused)
         verdict, ttl = self._introspect(token)
         self._remember(key, verdict, ttl)
-        if limited and isinstance(verdict, Denial):
+        if limited and isinstance(verdict, Denial) and verdict.reason == "unknown_token":
             self._unknown_counter(ratelimit.count, caller)
         return verdict
 

@@ -118,3 +118,20 @@ def test_a_flood_of_inactive_answers_never_evicts_active_verdicts(idp):
 def test_bad_kit_limits_are_refused(options):
     with pytest.raises(ValueError):
         ResourceProtector(URL, "rs_x", "secret", **options)
+
+
+@pytest.mark.parametrize("kind,name,reason", [
+    ("tokens", "expired", "token_expired"), ("tokens", "revoked", "token_revoked"),
+    ("keys", "disabled", "key_inactive"), ("keys", "expired", "key_expired"),
+])
+def test_a_connector_presenting_dead_credentials_is_never_limited(idp, kind, name, reason):
+    """Zapier presents each customer's hour-old access token once before refreshing it, from a
+    few shared addresses: known but dead credentials are ordinary traffic, not a flood."""
+    app, world = idp
+    transport = FlaskTransport(app.test_client())
+    leads = leads_for(world, transport, unknown_rate_limit="2 per minute", inactive_ttl=0)
+    raw = getattr(world, kind)[name]
+    for _ in range(5):
+        response = get(leads, raw, FLOODER)
+        assert response.get_json()["error"]["reason"] == reason
+    assert transport.calls == 5, "every presentation was judged by the IdP, none refused"
