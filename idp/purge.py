@@ -13,7 +13,13 @@ What goes, and why it is safe (OPERATIONS.md, "The purge"):
   ago (the connection row itself stays, for its history);
 * sealed successors older than the grace window: nobody may open them any more;
 * sign-in sessions that were ended, sat idle past ``IDP_SESSION_IDLE_SECONDS`` or reached their
-  absolute end: no cookie can open them again, and the audit trail keeps who ended which.
+  absolute end: no cookie can open them again, and the audit trail keeps who ended which;
+* password-reset links as soon as they are used or expired, and used recovery codes at once:
+  a used, expired and unknown link all get the same "expired" page, and a used recovery code is
+  refused like a wrong one, so keeping them changes no answer (the audit trail keeps the use);
+* a rolled API key's replaced secret once its overlap has ended (its digest, last four and end
+  are set to NULL; the key stays): past ``previous_revoke_at`` it already answers
+  ``unknown_token`` like any secret no key holds.
 
 Rotated refresh tokens of a live connection stay until they expire: they are what detects a
 stolen token being replayed. Each batch is its own short transaction, so refreshes and sign-ins
@@ -41,8 +47,11 @@ from idp.core.clock import utcnow
 from idp.database import begin_write
 from idp.extensions import db
 from idp.models import AccessToken
+from idp.models import ApiKey
 from idp.models import AuthorizationCode
 from idp.models import Connection
+from idp.models import PasswordReset
+from idp.models import RecoveryCode
 from idp.models import RefreshToken
 from idp.models import UserSession
 
@@ -90,7 +99,8 @@ class Report:
     """Rows deleted (or, in a dry run, that would be) per kind."""
 
     counts: dict = field(default_factory=lambda: dict.fromkeys(
-        ("codes", "access_tokens", "refresh_tokens", "seals_cleared", "sessions"), 0))
+        ("codes", "access_tokens", "refresh_tokens", "seals_cleared", "sessions",
+         "password_resets", "recovery_codes", "old_key_secrets_cleared"), 0))
 
     def line(self) -> str:
         """One line for the operator's log."""
@@ -124,12 +134,31 @@ def deletions(cut: Cutoffs) -> dict:
             UserSession.expires_at <= cut.now,
             UserSession.last_seen_at <= cut.idle_before,
         )),
+        "password_resets": (PasswordReset, or_(
+            PasswordReset.used_at.isnot(None),
+            PasswordReset.expires_at <= cut.now,
+        )),
+        "recovery_codes": (RecoveryCode, RecoveryCode.used_at.isnot(None)),
     }
 
 
 def stale_seals(cut: Cutoffs):
     """Sealed successors whose grace window is over."""
     return RefreshToken.sealed_successor.isnot(None) & (RefreshToken.rotated_at < cut.grace_before)
+
+
+def ended_overlaps(cut: Cutoffs):
+    """API keys still holding the secret a roll replaced, after its overlap ended."""
+    return ApiKey.previous_revoke_at <= cut.now
+
+
+def clearings(cut: Cutoffs) -> dict:
+    """For each kind of column clean-up: its model, which rows, and the values they get."""
+    return {
+        "seals_cleared": (RefreshToken, stale_seals(cut), {"sealed_successor": None}),
+        "old_key_secrets_cleared": (ApiKey, ended_overlaps(cut), {
+            "previous_digest": None, "previous_last4": None, "previous_revoke_at": None}),
+    }
 
 
 def _delete_batch(session: Session, model, condition, size: int) -> int:
@@ -155,18 +184,19 @@ def _delete_batch(session: Session, model, condition, size: int) -> int:
     return deleted
 
 
-def _clear_seal_batch(session: Session, cut: Cutoffs, size: int) -> int:
-    """Erase up to ``size`` stale seals in one write transaction."""
+def _clear_batch(session: Session, model, condition, values: dict, size: int) -> int:
+    """Set ``values`` on up to ``size`` matching rows in one write transaction."""
     begin_write(session)
     ids = session.scalars(
-        select(RefreshToken.id).where(stale_seals(cut)).order_by(RefreshToken.id).limit(size)
+        select(model.id).where(condition).order_by(model.id).limit(size)
     ).all()
     if not ids:
         session.rollback()
         return 0
+    # The condition is repeated so a row that changed since the SELECT is left alone.
     cleared = session.execute(
-        update(RefreshToken).where(RefreshToken.id.in_(ids), stale_seals(cut))
-        .values(sealed_successor=None).execution_options(synchronize_session=False)
+        update(model).where(model.id.in_(ids), condition)
+        .values(**values).execution_options(synchronize_session=False)
     ).rowcount
     session.commit()
     return cleared
@@ -191,8 +221,8 @@ def count(session: Session, cut: Cutoffs) -> Report:
     report = Report()
     for name, (model, condition) in deletions(cut).items():
         report.counts[name] = session.scalar(select(db.func.count(model.id)).where(condition))
-    report.counts["seals_cleared"] = session.scalar(
-        select(db.func.count(RefreshToken.id)).where(stale_seals(cut)))
+    for name, (model, condition, _values) in clearings(cut).items():
+        report.counts[name] = session.scalar(select(db.func.count(model.id)).where(condition))
     session.rollback()
     return report
 
@@ -225,9 +255,11 @@ def _drain(session: Session, batch, ceiling: int) -> int:
 def purge(session: Session, cut: Cutoffs, batch_size: int = BATCH_SIZE) -> Report:
     """Delete everything the rules allow, one short transaction per batch, and say how much."""
     report = Report()
-    # Seals first: clearing them is an UPDATE of rows the deletions may remove anyway.
-    report.counts["seals_cleared"] = _drain(
-        session, lambda size: _clear_seal_batch(session, cut, size), batch_size)
+    # Clean-ups first: clearing seals is an UPDATE of rows the deletions may remove anyway.
+    for name, (model, condition, values) in clearings(cut).items():
+        report.counts[name] = _drain(
+            session, lambda size, m=model, c=condition, v=values: _clear_batch(
+                session, m, c, v, size), batch_size)
     for name, (model, condition) in deletions(cut).items():
         report.counts[name] = _drain(
             session, lambda size, m=model, c=condition: _delete_batch(session, m, c, size),
@@ -241,7 +273,7 @@ def purge(session: Session, cut: Cutoffs, batch_size: int = BATCH_SIZE) -> Repor
 @click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
 @with_appcontext
 def purge_command(batch_size, dry_run):
-    """Delete expired codes and tokens, ended connections' tokens, stale seals and sessions."""
+    """Delete expired and spent credentials; clear stale seals and replaced API-key secrets."""
     cut = Cutoffs.from_config(utcnow(), current_app.config)
     if dry_run:
         click.echo("would purge: " + count(db.session, cut).line())

@@ -19,15 +19,21 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 
+from idp import apikeys
+from idp import resets
+from idp import twostep
 from idp.cli import seed_demo
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.extensions import db
 from idp.models import AccessToken
+from idp.models import ApiKey
 from idp.models import AuthorizationCode
 from idp.models import Client
 from idp.models import Connection
 from idp.models import Organization
+from idp.models import PasswordReset
+from idp.models import RecoveryCode
 from idp.models import RefreshToken
 from idp.models import User
 from idp.purge import Cutoffs
@@ -178,7 +184,8 @@ def test_purge_removes_exactly_what_can_no_longer_matter_while_refreshes_run(big
         assert total > 100_000
         before = count(db.session, Cutoffs.from_config(utcnow(), app.config))
     assert before.counts == {"codes": 16_000, "access_tokens": 57_000, "refresh_tokens": 1_000,
-                             "seals_cleared": 20_600, "sessions": 0}
+                             "seals_cleared": 20_600, "sessions": 0, "password_resets": 0,
+                             "recovery_codes": 0, "old_key_secrets_cleared": 0}
 
     stop, failures, successes = threading.Event(), [], []
     chains = list(live_tokens.items())
@@ -214,7 +221,8 @@ def test_purge_removes_exactly_what_can_no_longer_matter_while_refreshes_run(big
           f"failed: {len(failures)}")
     assert result.exit_code == 0, result.output
     assert re.fullmatch(r"purged: codes=16000 access_tokens=57000 refresh_tokens=1000 "
-                        r"seals_cleared=20600 sessions=0 in \d+\.\ds", result.output.strip())
+                        r"seals_cleared=20600 sessions=0 password_resets=0 recovery_codes=0 "
+                        r"old_key_secrets_cleared=0 in \d+\.\ds", result.output.strip())
     assert failures == [] and successes
 
     with app.app_context():
@@ -255,11 +263,83 @@ def test_dry_run_counts_and_changes_nothing(app, demo):
         runner = app.test_cli_runner()
         dry = runner.invoke(args=["purge", "--dry-run"])
         assert dry.output.strip() == ("would purge: codes=0 access_tokens=1 refresh_tokens=0 "
-                                      "seals_cleared=0 sessions=0")
+                                      "seals_cleared=0 sessions=0 password_resets=0 "
+                                      "recovery_codes=0 old_key_secrets_cleared=0")
         assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 1
         assert runner.invoke(args=["purge"]).output.startswith(
-            "purged: codes=0 access_tokens=1 refresh_tokens=0 seals_cleared=0 sessions=0 in ")
+            "purged: codes=0 access_tokens=1 refresh_tokens=0 seals_cleared=0 sessions=0 "
+            "password_resets=0 recovery_codes=0 old_key_secrets_cleared=0 in ")
         assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 0
+
+
+def _purge(app, *args) -> str:
+    """Run ``flask purge`` and return its line without the time taken."""
+    result = app.test_cli_runner().invoke(args=["purge", *args])
+    assert result.exit_code == 0, result.output
+    return re.sub(r" in \d+\.\ds$", "", result.output.strip())
+
+
+def test_reset_links_go_once_used_or_expired(app, demo, clock):
+    with app.app_context():
+        user = db.session.scalar(select(User))
+        now = utcnow()
+        used = resets.issue(db.session, user, now, 3600)
+        resets.issue(db.session, user, now - timedelta(hours=2), 3600)
+        db.session.flush()
+        resets.consume(db.session, resets.find(db.session, used, now), now)
+        db.session.commit()
+        # consume() spends every open link of the user, so make the one that stays open after.
+        resets.issue(db.session, user, now, 3600)
+        db.session.commit()
+    assert _purge(app, "--batch-size", "1").endswith(
+        " password_resets=2 recovery_codes=0 old_key_secrets_cleared=0")
+    with app.app_context():
+        assert db.session.scalars(select(PasswordReset.used_at)).all() == [None]
+    clock.shift(3599)
+    assert " password_resets=0 " in _purge(app)
+    clock.shift(1)
+    assert " password_resets=1 " in _purge(app)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(PasswordReset)) == 0
+
+
+def test_used_recovery_codes_go_and_unused_ones_stay(app, demo):
+    with app.app_context():
+        user = db.session.scalar(select(User))
+        codes = twostep.new_recovery_codes(db.session, user, utcnow())
+        for code in codes[:3]:
+            assert twostep.use_recovery_code(db.session, user, code, utcnow())
+        db.session.commit()
+    assert _purge(app, "--dry-run").endswith(
+        " password_resets=0 recovery_codes=3 old_key_secrets_cleared=0")
+    assert _purge(app, "--batch-size", "2").endswith(
+        " password_resets=0 recovery_codes=3 old_key_secrets_cleared=0")
+    with app.app_context():
+        user = db.session.scalar(select(User))
+        assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 7
+        assert twostep.recovery_codes_left(db.session, user) == 7
+        assert not twostep.use_recovery_code(db.session, user, codes[0], utcnow())
+        assert twostep.use_recovery_code(db.session, user, codes[3], utcnow())
+
+
+def test_a_rolled_keys_old_secret_is_cleared_once_its_overlap_ends(app, client, demo, clock):
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        new = apikeys.roll(key, 3600)
+        db.session.commit()
+    old = demo["api_key"]
+    assert _purge(app).endswith(" old_key_secrets_cleared=0")
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"}).status_code == 200
+    clock.shift(3600)
+    assert _purge(app, "--dry-run").endswith(" old_key_secrets_cleared=1")
+    assert _purge(app).endswith(" old_key_secrets_cleared=1")
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey))
+        assert (key.previous_digest, key.previous_last4, key.previous_revoke_at) == (None,) * 3
+        assert key.digest == cs.digest(new)
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+    assert _purge(app).endswith(" old_key_secrets_cleared=0")
 
 
 @pytest.mark.parametrize("batch_size", ["0", "-1", "many"])
