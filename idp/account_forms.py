@@ -47,7 +47,7 @@ class CodeForm(FlaskForm):
 
 
 class PasswordConfirmForm(FlaskForm):
-    """The current password, asked again before turning protection off."""
+    """The current password, asked again before a change to how the account is protected."""
 
     password = PasswordField("Current password", validators=[
         DataRequired("Enter your current password."), Length(max=MAX_LENGTH)])

@@ -55,6 +55,7 @@ KINDS = {
     "two_step_enabled": "Two-step sign-in turned on",
     "two_step_disabled": "Two-step sign-in turned off",
     "two_step_failed": "Wrong two-step code",
+    "reauth_failed": "Wrong password when confirming a security change",
     "recovery_code_used": "Recovery code used",
     "recovery_codes_renewed": "Recovery codes renewed",
     "passkey_added": "Passkey added",

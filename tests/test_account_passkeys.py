@@ -10,8 +10,10 @@ from idp.models import Passkey
 from tests.helpers import csrf_token
 from tests.passkey_support import SoftPasskey
 from tests.passkey_support import b64
+from tests.settings_support import PASSWORD
 from tests.settings_support import enter
 from tests.settings_support import events
+from tests.settings_support import post_form
 from tests.settings_support import world
 from tests.two_step_support import SECURITY
 from tests.two_step_support import TWO_STEP
@@ -26,9 +28,16 @@ def token_of(client, path: str) -> str:
     return csrf_token(client.get(path).get_data(as_text=True))
 
 
+def confirm(client, token: str, password: str = PASSWORD):
+    """Confirm the current password, as the page's script does before the ceremony."""
+    return client.post(SECURITY + "/passkeys/confirm", headers={"X-CSRFToken": token},
+                       data={"csrf_token": token, "password": password})
+
+
 def add_passkey(client, passkey: SoftPasskey, name="Work laptop", **answer):
     """Run the registration ceremony through the settings page."""
     token = token_of(client, SECURITY)
+    assert confirm(client, token).status_code == 204
     options = client.post(SECURITY + "/passkeys/options", headers={"X-CSRFToken": token})
     assert options.status_code == 200
     return client.post(SECURITY + "/passkeys", data={
@@ -71,6 +80,7 @@ def test_options_name_this_site_and_user(app):
     client = app.test_client()
     enter(client, app, acme["owner"])
     token = token_of(client, SECURITY)
+    assert confirm(client, token).status_code == 204
     options = client.post(SECURITY + "/passkeys/options", headers={"X-CSRFToken": token})
     body = options.get_json()
     assert body["rp"] == {"id": "127.0.0.1", "name": "FlowEstate"}
@@ -173,3 +183,102 @@ def test_removing_a_passkey(app, acme):
     response = password_step(app.test_client(), acme["owner"])
     assert response.headers["Location"] == SETTINGS
     assert events(app, "passkey_removed")[0].subject == public_id
+
+
+CONFIRM_FIRST = {"error": "reauthentication_required",
+                 "message": "Confirm your current password first."}
+
+
+def options_of(client, token: str):
+    """Ask for registration options."""
+    return client.post(SECURITY + "/passkeys/options", headers={"X-CSRFToken": token})
+
+
+def passkey_rows(app) -> list[Passkey]:
+    """Every stored passkey."""
+    with app.app_context():
+        return db.session.scalars(select(Passkey)).all()
+
+
+def test_adding_a_passkey_needs_the_password_first(app):
+    acme = world(app)
+    client = app.test_client()
+    enter(client, app, acme["owner"])
+    token = token_of(client, SECURITY)
+    options = options_of(client, token)
+    assert options.status_code == 403 and options.get_json() == CONFIRM_FIRST
+    response = client.post(SECURITY + "/passkeys", data={
+        "csrf_token": token, "name": "Planted", "credential": "{}"})
+    assert response.status_code == 303 and response.headers["Location"] == SECURITY
+    assert ("The passkey was not added. Confirm your current password first."
+            in client.get(SECURITY).get_data(as_text=True))
+    assert passkey_rows(app) == []
+
+
+def test_a_wrong_password_is_refused_and_counted(app):
+    acme = world(app)
+    client = app.test_client()
+    enter(client, app, acme["owner"])
+    token = token_of(client, SECURITY)
+    for password, reason in (("", "Enter your current password."),
+                             ("not my password", "That was not your current password.")):
+        refused = confirm(client, token, password)
+        assert refused.status_code == 403
+        assert refused.get_json() == {"error": "reauthentication_required", "message": reason}
+        assert options_of(client, token).status_code == 403
+    # Only the wrong password is counted and audited; nothing was guessed with an empty one.
+    assert [(e.actor, e.detail["action"]) for e in events(app, "reauth_failed")] == [
+        (acme["owner"], "add_passkey")]
+    # Counted as failed sign-ins of the account (10 a minute), sharing the sign-in form's budget.
+    for _ in range(9):
+        assert confirm(client, token, "not my password").status_code == 403
+    limited = confirm(client, token)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert limited.get_json()["message"] == (
+        "Too many wrong passwords. Wait a few minutes and try again.")
+    assert options_of(client, token).status_code == 403
+    assert post_form(app.test_client(), "/login", "/login", {
+        "email": acme["owner"], "password": PASSWORD}).status_code == 429
+
+
+def test_the_confirmation_lasts_five_minutes(app, clock):
+    acme = world(app)
+    client = app.test_client()
+    enter(client, app, acme["owner"])
+    token = token_of(client, SECURITY)
+    assert confirm(client, token).status_code == 204
+    clock.shift(300)
+    assert options_of(client, token).status_code == 200
+    clock.shift(1)
+    expired = options_of(client, token)
+    assert expired.status_code == 403 and expired.get_json() == CONFIRM_FIRST
+
+
+def test_an_expired_confirmation_adds_no_passkey(app, clock):
+    acme = world(app)
+    client = app.test_client()
+    enter(client, app, acme["owner"])
+    token = token_of(client, SECURITY)
+    assert confirm(client, token).status_code == 204
+    options = options_of(client, token)
+    assert options.status_code == 200
+    clock.shift(301)
+    response = client.post(SECURITY + "/passkeys", data={
+        "csrf_token": token, "name": "Late",
+        "credential": SoftPasskey("127.0.0.1", ORIGIN).register(options.get_json())})
+    assert response.status_code == 303 and response.headers["Location"] == SECURITY
+    assert passkey_rows(app) == []
+
+
+def test_one_confirmation_adds_one_passkey(app, acme):
+    client = app.test_client()
+    enter(client, app, acme["owner"])
+    token = token_of(client, SECURITY)
+    assert confirm(client, token).status_code == 204
+    options = options_of(client, token)
+    response = client.post(SECURITY + "/passkeys", data={
+        "csrf_token": token, "name": "Second",
+        "credential": SoftPasskey("127.0.0.1", ORIGIN).register(options.get_json())})
+    assert response.status_code == 303
+    assert [row.name for row in passkey_rows(app)] == ["Work laptop", "Second"]
+    assert options_of(client, token).status_code == 403

@@ -139,13 +139,33 @@ def test_recovery_code_works_once(app, acme):
 def test_new_recovery_codes_void_the_old(app, acme):
     client = app.test_client()
     enter(client, app, acme["owner"])
-    response = post_form(client, SECURITY, SECURITY + "/recovery-codes")
+    response = post_form(client, SECURITY, SECURITY + "/recovery-codes", {"password": PASSWORD})
     assert response.status_code == 200
     with app.app_context():
         assert db.session.query(RecoveryCode).count() == 10
     fresh = app.test_client()
     password_step(fresh, acme["owner"])
     assert second_step(fresh, acme["codes"][0]).status_code == 401
+
+
+@pytest.mark.parametrize(("data", "reason", "counted"), [
+    ({}, "Enter your current password.", []),
+    ({"password": ""}, "Enter your current password.", []),
+    ({"password": "not my password"}, "That was not your current password.", ["recovery_codes"]),
+])
+def test_renewing_recovery_codes_needs_the_password(app, acme, data, reason, counted):
+    client = app.test_client()
+    enter(client, app, acme["owner"])
+    with app.app_context():
+        before = sorted(db.session.scalars(select(RecoveryCode.digest)))
+    response = post_form(client, SECURITY, SECURITY + "/recovery-codes", data)
+    assert response.status_code == 303 and response.headers["Location"] == SECURITY
+    assert (f"Your recovery codes are unchanged. {reason}"
+            in client.get(SECURITY).get_data(as_text=True))
+    with app.app_context():
+        assert sorted(db.session.scalars(select(RecoveryCode.digest))) == before
+    assert events(app, "recovery_codes_renewed") == []
+    assert [e.detail["action"] for e in events(app, "reauth_failed")] == counted
 
 
 def test_pending_note_expires(app, acme, clock):
@@ -179,9 +199,12 @@ def test_second_step_needs_csrf(app, acme):
 def test_removing_the_app_needs_the_password(app, acme):
     client = app.test_client()
     enter(client, app, acme["owner"])
-    post_form(client, SECURITY, SECURITY + "/totp/remove", {"password": "not my password"})
+    response = post_form(client, SECURITY, SECURITY + "/totp/remove",
+                         {"password": "not my password"})
+    assert response.status_code == 303 and response.headers["Location"] == SECURITY
     with app.app_context():
         assert db.session.query(TotpCredential).count() == 1
+    assert [e.detail["action"] for e in events(app, "reauth_failed")] == ["remove_totp"]
     post_form(client, SECURITY, SECURITY + "/totp/remove", {"password": PASSWORD})
     with app.app_context():
         assert db.session.query(TotpCredential).count() == 0

@@ -14,6 +14,21 @@
       status.textContent = "";
       try {
         var token = form.querySelector("[name=csrf_token]").value;
+        var password = form.querySelector("[name=password]");
+        if (form.dataset.confirm && password) {
+          // The current password first: the server refuses the options without it.
+          var confirmed = await fetch(form.dataset.confirm, {
+            method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": token},
+            body: new URLSearchParams({csrf_token: token, password: password.value}),
+          });
+          password.value = "";
+          if (!confirmed.ok) {
+            var refusal = await confirmed.json().catch(function () { return {}; });
+            status.textContent = refusal.message || "The password could not be checked. Try again.";
+            password.focus();
+            return;
+          }
+        }
         var answer = await fetch(form.dataset.options, {
           method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": token},
         });

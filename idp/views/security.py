@@ -5,6 +5,7 @@ from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
+from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from idp import accounts
 from idp import audit
 from idp import passkeys
+from idp import reauth
 from idp import sessions
 from idp import twostep
 from idp.account_forms import CodeForm
@@ -157,13 +159,27 @@ def _show_codes(codes: list[str], message: str):
                            return_to=session.pop(RETURN_TO, None))
 
 
+def _confirmed(form: PasswordConfirmForm, user, action: str, kept: str):
+    """None once the form's password is the current one, else the page that refuses."""
+    try:
+        reauth.confirm(user, form.password.data if form.validate_on_submit() else None, action)
+    except reauth.Refused as refused:
+        # Back to the page with the reason, whether wrong or over the limit: the limit is
+        # judged again on the next try, so the form needs no page of its own.
+        flash(f"{kept}. {refused}")
+        return redirect(url_for("security.index"), 303)
+    return None
+
+
 @bp.post("/security/recovery-codes")
 def regenerate_codes():
-    """Replace the recovery codes; the old ones stop working at once."""
-    form = EmptyForm()
+    """Replace the recovery codes, with the current password; the old ones stop working."""
+    form = PasswordConfirmForm()
     user = accounts.current_user()
-    if not form.validate_on_submit():
-        return redirect(url_for("security.index"), 303)
+    refused = _confirmed(form, user, "recovery_codes",
+                         "Your recovery codes are unchanged")
+    if refused is not None:
+        return refused
     begin_write(db.session)
     if not twostep.has_two_step(db.session, user):
         flash("Set up two-step sign-in first.")
@@ -181,9 +197,9 @@ def remove_totp():
     """Turn the authenticator app off, with the current password."""
     form = PasswordConfirmForm()
     user = accounts.current_user()
-    if not form.validate_on_submit() or not accounts.check_password(user, form.password.data):
-        flash("The authenticator app is still on: that was not your current password.")
-        return redirect(url_for("security.index"), 303)
+    refused = _confirmed(form, user, "remove_totp", "The authenticator app is still on")
+    if refused is not None:
+        return refused
     begin_write(db.session)
     now = utcnow()
     twostep.remove_totp(db.session, user)
@@ -243,10 +259,34 @@ def two_step_setup_needed(user, orgs, chosen: str | None):
 CHALLENGE = "passkey_register"
 
 
+#: What the passkey endpoints answer without a recently confirmed password.
+CONFIRM_FIRST = "Confirm your current password first."
+
+
+def _refusal(message: str, status: int, headers: dict | None = None):
+    """The JSON refusal the passkey script shows in its status line."""
+    return jsonify(error="reauthentication_required", message=message), status, headers or {}
+
+
+@bp.post("/security/passkeys/confirm")
+def confirm_password():
+    """The current password before adding a passkey (a fetch); 204 marks the session."""
+    form = PasswordConfirmForm()
+    user = accounts.current_user()
+    try:
+        reauth.confirm(user, form.password.data if form.validate_on_submit() else None,
+                       "add_passkey")
+    except reauth.Refused as refused:
+        return _refusal(str(refused), refused.status, refused.headers)
+    return "", 204
+
+
 @bp.post("/security/passkeys/options")
 def passkey_options():
     """Registration options for the browser (a fetch carrying the CSRF token as a header)."""
     user = accounts.current_user()
+    if not reauth.recent():
+        return _refusal(CONFIRM_FIRST, 403)
     options, challenge = passkeys.registration_options(db.session, current_app.config, user)
     session[CHALLENGE] = challenge
     return Response(options, mimetype="application/json")
@@ -258,6 +298,9 @@ def add_passkey():
     form = PasskeyForm()
     user = accounts.current_user()
     challenge = session.pop(CHALLENGE, None)
+    if not reauth.recent():
+        flash(f"The passkey was not added. {CONFIRM_FIRST}")
+        return redirect(url_for("security.index"), 303)
     if not form.validate_on_submit() or not challenge:
         flash("The passkey was not added: start again with “Add a passkey”.")
         return redirect(url_for("security.index"), 303)
@@ -276,6 +319,8 @@ def add_passkey():
     if twostep.recovery_codes_left(db.session, user) == 0:
         codes = twostep.new_recovery_codes(db.session, user, now)
     db.session.commit()
+    # One confirmation, one passkey: a session cookie copied meanwhile gets no second one.
+    reauth.spend()
     message = f"Passkey “{row.name}” is added."
     if codes is None:
         flash(message)

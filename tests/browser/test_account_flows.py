@@ -120,11 +120,22 @@ def test_totp_enrolment_sign_in_and_recovery_code(context, live_server, demo):
     page.get_by_label("Code").fill(codes[0])
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_text("You signed in with a recovery code; 9 left.")).to_be_visible()
+    page.goto(base + "/settings/security")
+    renewing = page.locator("form", has=page.get_by_role("button", name="Make new recovery codes"))
+    renewing.get_by_label("Current password").fill(password)
+    page.get_by_role("button", name="Make new recovery codes").click()
+    expect(page.get_by_role("heading", name="Save your recovery codes")).to_be_visible()
+    fresh = page.locator(".recovery-codes code").all_inner_texts()
     sign_out(page)
     sign_in(page, base, email, password)
-    page.get_by_label("Code").fill(codes[0])
+    # The used code, and one never used but replaced by the renewal: both refused.
+    for code in codes[:2]:
+        page.get_by_label("Code").fill(code)
+        page.get_by_role("button", name="Verify").click()
+        expect(page.get_by_role("alert")).to_contain_text("already used")
+    page.get_by_label("Code").fill(fresh[0])
     page.get_by_role("button", name="Verify").click()
-    expect(page.get_by_role("alert")).to_contain_text("already used")
+    expect(page.get_by_text("You signed in with a recovery code; 9 left.")).to_be_visible()
 
 
 def test_passkey_registration_and_sign_in(browser, database_url, tmp_path, demo):
@@ -145,7 +156,12 @@ def test_passkey_registration_and_sign_in(browser, database_url, tmp_path, demo)
         email, password = demo["user"]["email"], demo["user"]["password"]
         sign_in(page, base, email, password)
         page.goto(base + "/settings/security")
-        page.get_by_label("Passkey name").fill("Test laptop")
+        adding = page.locator("form[data-passkey=register]")
+        adding.get_by_label("Passkey name").fill("Test laptop")
+        adding.get_by_label("Current password").fill("not my password")
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(adding.get_by_role("status")).to_have_text("That was not your current password.")
+        adding.get_by_label("Current password").fill(password)
         page.get_by_role("button", name="Add a passkey").click()
         expect(page.get_by_text("Passkey “Test laptop” is added.")).to_be_visible()
         page.get_by_role("link", name="Done").click()
