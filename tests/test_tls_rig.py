@@ -2,6 +2,7 @@
 
 import socket
 import ssl
+import time
 
 import pytest
 import requests
@@ -55,7 +56,11 @@ def test_one_request_id_in_nginx_and_the_idp(tls_rig):
                             headers={"X-Request-ID": "forged-by-client"}, timeout=10)
     rid = response.headers["X-Request-ID"]
     assert rid != "forged-by-client" and len(rid) == 32
-    access = (tls_rig.prefix / "logs" / "flowestate-idp.access.log").read_text()
+    log_file = tls_rig.prefix / "logs" / "flowestate-idp.access.log"
+    # nginx writes its access line after the response has gone out: wait for it briefly.
+    deadline = time.monotonic() + 5
+    while f"rid={rid}" not in (access := log_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert '"GET /healthz" 200' in access and f"rid={rid}" in access
     assert "c0de-secret" not in tls_rig.log() and "?" not in access
 
