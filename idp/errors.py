@@ -255,7 +255,6 @@ def http_error(error: HTTPException):
     return _page(status, title, message, headers, reference=reference)
 
 
-
 def init_app(app):
     """Register the handlers."""
     app.register_error_handler(RateLimitExceeded, rate_limited)

@@ -267,7 +267,6 @@ def test_the_raw_key_never_shows_again_nor_reaches_logs_or_the_database(
     assert raw.encode() not in stored and secret_part.encode() not in stored
 
 
-
 class WriteAfterFirstKeyRead:
     """Another request's committed write, slipped in right after a view first reads api_keys.
 
