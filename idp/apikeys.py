@@ -38,24 +38,10 @@ def create_key(
     ip: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Add a key to the organization; returns the row and the raw ``fe_k_`` value (shown once)."""
-    name = (name or "").strip()
-    if not name:
-        raise ApiKeyError("Give the key a name.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ApiKeyError(f"Use at most {MAX_NAME_LENGTH} characters for the name.")
-    if not scopes:
-        raise ApiKeyError("Choose at least one scope.")
-    unknown = sorted(set(scopes) - set(catalogue))
-    if unknown:
-        raise ApiKeyError(f"Unknown scopes: {', '.join(unknown)}.")
+    name = _check_name_and_scopes(org, name, scopes, catalogue)
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise ApiKeyError("The expiry date must be in the future.")
-    taken = db.session.scalar(
-        select(ApiKey.id).where(ApiKey.org_id == org.id, ApiKey.name == name)
-    )
-    if taken:
-        raise ApiKeyError(f"This organization already has a key named {name!r}.")
     raw = cs.new_api_key()
     key = ApiKey(
         public_id=cs.new_public_id("key_"), org_id=org.id, name=name, digest=cs.digest(raw),
@@ -71,7 +57,8 @@ def create_key(
 
 def _check_name_and_scopes(org: Organization, name: str, scopes: list[str], catalogue: dict,
                            key_id: int | None = None) -> str:
-    """The stripped name, or ApiKeyError for a bad name, a taken one or bad scopes."""
+    """The stripped name, or ApiKeyError for a bad name, one taken by another key of the
+    organization (any other than ``key_id``) or bad scopes."""
     name = (name or "").strip()
     if not name:
         raise ApiKeyError("Give the key a name.")
@@ -82,10 +69,10 @@ def _check_name_and_scopes(org: Organization, name: str, scopes: list[str], cata
     unknown = sorted(set(scopes) - set(catalogue))
     if unknown:
         raise ApiKeyError(f"Unknown scopes: {', '.join(unknown)}.")
-    taken = db.session.scalar(
-        select(ApiKey.id).where(ApiKey.org_id == org.id, ApiKey.name == name, ApiKey.id != key_id)
-    ) if key_id is not None else None
-    if taken:
+    others = select(ApiKey.id).where(ApiKey.org_id == org.id, ApiKey.name == name)
+    if key_id is not None:
+        others = others.where(ApiKey.id != key_id)
+    if db.session.scalar(others):
         raise ApiKeyError(f"This organization already has a key named {name!r}.")
     return name
 
