@@ -4,7 +4,12 @@ In-process fixed-window counters, the rate limits counted without Flask-Limiter'
 hooks, the one-statement read connection, and PostgreSQL's ping of idle connections only.
 """
 
+import functools
+
 import pytest
+from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import text
 
@@ -75,6 +80,23 @@ def test_flask_limiter_runs_no_per_request_hook(app):
              *app.teardown_request_funcs.get(None, [])]
     assert not [hook for hook in hooks if throttle._bound_to_limiter(hook)]
     assert limiter in app.extensions["limiter"], "still initialised for sign-in's decorator"
+
+
+def test_bound_to_limiter_tells_the_limiters_own_hooks_from_others():
+    bare = Flask("bare")
+    bare.config["RATELIMIT_STORAGE_URI"] = "memory://"
+    limiter.init_app(bare)
+    hooks = [*bare.before_request_funcs[None], *bare.after_request_funcs[None],
+             *bare.teardown_request_funcs[None]]
+    # Flask-Limiter registers a bound method, a partial of a private method, and a teardown.
+    assert len(hooks) == 3
+    assert all(throttle._bound_to_limiter(hook) for hook in hooks)
+    other = Flask("other")
+    Limiter(get_remote_address, app=other, storage_uri="memory://")
+    assert other.before_request_funcs[None]
+    assert not [h for h in other.before_request_funcs[None] if throttle._bound_to_limiter(h)]
+    assert not throttle._bound_to_limiter(lambda: None)
+    assert not throttle._bound_to_limiter(functools.partial(print, "unrelated"))
 
 
 def test_memory_storage_counts_in_the_apps_own_counters(make_app):
