@@ -207,9 +207,12 @@ def test_token_endpoint_never_redirects(client, demo):
         client.post("/oauth/token", json={"grant_type": "refresh_token"}),
         client.post("/oauth/token/", data={"grant_type": "refresh_token"}),
     ]
-    for response in attempts:
-        assert response.status_code in (400, 401, 404, 405, 415), response.status_code
-        assert "Location" not in response.headers
+    # Each refusal has its own exact status and OAuth error (RFC 6749 §5.2), never a redirect.
+    expected = [(400, "invalid_grant"), (401, "invalid_client"), (400, "invalid_request"),
+                (405, "invalid_request"), (415, "invalid_request"), (404, "not_found")]
+    answers = [(r.status_code, r.get_json()["error"]) for r in attempts]
+    assert answers == expected
+    assert [r for r in attempts if "Location" in r.headers] == []
 
 
 def test_database_fault_during_refresh_is_503_and_changes_nothing(app, client, demo):
