@@ -12,12 +12,6 @@ import pytest
 IDP = Path(__file__).resolve().parent.parent / "idp"
 #: Calls whose arguments are SQL expressions evaluated by the database, not in Python.
 SQL_CALLS = {"where", "filter", "having", "join", "outerjoin", "select"}
-#: Known ``==`` between two digests that needs no constant time, with why. The row was found by
-#: the presented digest (current or previous), so the only thing timing could tell is a prefix
-#: of the SHA-256 of a rolled-away secret, which opens nothing.
-ALLOWED = {
-    ("core/credentials.py", "_judge_api_key", "previous == presented"),
-}
 
 
 def _name(node) -> str:
@@ -81,19 +75,9 @@ def test_no_digest_is_compared_with_equality_in_idp():
     found = []
     for path in sorted(IDP.rglob("*.py")):
         relative = path.relative_to(IDP).as_posix()
-        for function, text in digest_comparisons(path.read_text(), str(path)):
-            if (relative, function, text) not in ALLOWED:
-                found.append((relative, function, text))
+        found += [(relative, function, text)
+                  for function, text in digest_comparisons(path.read_text(), str(path))]
     assert found == []
-
-
-def test_every_allowed_comparison_still_exists():
-    # An exemption outliving its line would silently cover a new one of the same text.
-    present = set()
-    for path in sorted(IDP.rglob("*.py")):
-        relative = path.relative_to(IDP).as_posix()
-        present |= {(relative, f, t) for f, t in digest_comparisons(path.read_text())}
-    assert ALLOWED <= present
 
 
 @pytest.mark.parametrize(("source", "expected"), [

@@ -4,6 +4,7 @@ Lookup and judgement are two steps (find the row by digest, then apply SPEC §4 
 Nothing here touches Flask; the caller passes the session, the clock and the raw value.
 """
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -166,7 +167,8 @@ def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | 
         return UNKNOWN
     (key_pk, previous, revoke_at, key_id, name, scopes, active, created, expires, last_used,
      org_id, org_name, suspended) = row
-    if previous == presented and (revoke_at is None or revoke_at <= now):
+    if previous is not None and hmac.compare_digest(previous, presented) and (
+            revoke_at is None or revoke_at <= now):
         # A rolled-away secret past its overlap belongs to no key any more: the same answer
         # as a deleted key (SPEC §4 unknown_token), not key_expired, which would suggest the
         # key itself (still working under its new secret) has run out.
