@@ -102,18 +102,17 @@ class Caller:
 
 def world(app, refresh_pool: int):
     """Demo data plus one access token and ``refresh_pool`` live refresh tokens."""
-    from idp import cli
+    from idp.cli.commands import commands
     from idp.core import secrets as cs
     from idp.core.clock import utcnow
-    from idp.extensions import db
-    from idp.models import Client
-    from idp.models import Connection
-    from idp.models import Organization
-    from idp.models import User
-    from idp.oauth import tokens
-
+    from idp.infra.extensions import db
+    from idp.store import tokens
+    from idp.store.models import Client
+    from idp.store.models import Connection
+    from idp.store.models import Organization
+    from idp.store.models import User
     with app.app_context():
-        demo = cli.seed_demo()
+        demo = commands.seed_demo()
         client = db.session.query(Client).filter_by(name="Zapier").one()
         org = db.session.query(Organization).one()
         user = db.session.query(User).one()

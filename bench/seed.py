@@ -33,16 +33,16 @@ from bench.dataset import Seeded
 from bench.dataset import Shape
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
-from idp.models import AccessToken
-from idp.models import ApiKey
-from idp.models import AuthorizationCode
-from idp.models import Client
-from idp.models import Connection
-from idp.models import Membership
-from idp.models import Organization
-from idp.models import RefreshToken
-from idp.models import ResourceServer
-from idp.models import User
+from idp.store.models import AccessToken
+from idp.store.models import ApiKey
+from idp.store.models import AuthorizationCode
+from idp.store.models import Client
+from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import RefreshToken
+from idp.store.models import ResourceServer
+from idp.store.models import User
 
 #: Rows per executemany call: large enough to amortise calls, small enough for memory.
 BATCH = 10_000

@@ -86,7 +86,7 @@ class Process:
 
 
 class Gunicorn(Process):
-    """A WSGI app served by gunicorn with the IdP's production config (idp/gunicorn_conf.py)."""
+    """A WSGI app served by gunicorn with the production config (idp/infra/gunicorn_conf.py)."""
 
     def __init__(self, name: str, target: str, env: dict, port: int, ready_path: str,
                  worker_class: str | None = None):

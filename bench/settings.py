@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Where a run keeps its databases, load plans, server logs and profiles.
 OUT = ROOT / "bench" / "out"
 VENV_BIN = ROOT / ".venv" / "bin"
-GUNICORN_CONF = ROOT / "idp" / "gunicorn_conf.py"
+GUNICORN_CONF = ROOT / "idp" / "infra" / "gunicorn_conf.py"
 
 #: An https issuer turns on the production checks (SPEC §7); nothing resolves this name.
 ISSUER = "https://idp.bench.flowestate.test"

@@ -1,49 +1,40 @@
-"""FlowEstate identity provider: the application factory."""
+"""FlowEstate identity provider: the application factory.
 
-import logging
+Importing ``idp`` loads nothing else: every part of the app is imported inside
+:func:`create_app`, so ``idp.core`` (and anything else) can be imported on its own.
+"""
+
 import os
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from idp import cli
-from idp import database
-from idp import errors
-from idp import logs
-from idp import metrics
-from idp import openapi
-from idp import security
-from idp import sessions
-from idp import throttle
-from idp.config import build_config
-from idp.config import check_config
-from idp.extensions import csrf
-from idp.extensions import db
-from idp.extensions import limiter
-from idp.extensions import migrate
-from idp.oauth import server as oauth_server
-from idp.views import activity
-from idp.views import api
-from idp.views import api_keys
-from idp.views import auth
-from idp.views import health
-from idp.views import home
-from idp.views import oauth
-from idp.views import password
-from idp.views import security as security_pages
-from idp.views import sessions as session_pages
-from idp.views import settings
-from idp.views import two_step
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None):
     """Build the IdP from environment variables, overridden by ``test_config`` in tests."""
+    import logging
+
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from idp import cli
+    from idp import web
+    from idp.infra import logs
+    from idp.infra import metrics
+    from idp.infra import throttle
+    from idp.infra.config import build_config
+    from idp.infra.config import check_config
+    from idp.infra.extensions import csrf
+    from idp.infra.extensions import db
+    from idp.infra.extensions import limiter
+    from idp.infra.extensions import migrate
+    from idp.oauth import server as oauth_server
+    from idp.store import database
+
     app = Flask(
         __name__,
         instance_relative_config=True,
-        template_folder=os.path.join(os.path.dirname(HERE), "templates"),
+        template_folder=os.path.join(ROOT, "templates"),
     )
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(build_config(app.instance_path))
@@ -58,24 +49,17 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = app.config["IDP_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    app.session_interface = sessions.ServerSessions()
     logs.init_app(app)
     db.init_app(app)
     database.init_app(app)
     with app.app_context():
         database.install(db.engine)
-    migrate.init_app(
-        app, db, directory=os.path.join(os.path.dirname(HERE), "migrations"), render_as_batch=True
-    )
+    migrate.init_app(app, db, directory=os.path.join(ROOT, "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
     throttle.init_app(app)
     oauth_server.init_app(app)
-    errors.init_app(app)
-    security.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
-    for module in (auth, oauth, settings, api_keys, session_pages, activity, api, health,
-                   openapi, home, password, security_pages, two_step):
-        app.register_blueprint(module.bp)
     metrics.init_app(app)
     return app

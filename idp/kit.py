@@ -58,7 +58,6 @@ from flask import has_app_context
 from flask import request
 from limits.strategies import FixedWindowRateLimiter
 
-from idp import ratelimit
 from idp.core import secrets as cs
 from idp.core.bearer import UNKNOWN
 from idp.core.bearer import Denial
@@ -67,9 +66,10 @@ from idp.core.bearer import denial_from_dict
 from idp.core.bearer import parse_authorization
 from idp.core.bearer import unavailable_parts
 from idp.core.scopes import parse_scope
-from idp.guard import denial_response
-from idp.guard import json_response
-from idp.guard import respond
+from idp.infra import ratelimit
+from idp.web.guard import denial_response
+from idp.web.guard import json_response
+from idp.web.guard import respond
 
 log = logging.getLogger(__name__)
 

@@ -16,24 +16,24 @@ from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
 
-from idp import accounts
-from idp import apikeys
-from idp import clients
-from idp import resource_servers
-from idp.cli import seed_demo
+from idp.cli.commands import seed_demo
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
-from idp.extensions import db
-from idp.guard import require_bearer
-from idp.models import AccessToken
-from idp.models import ApiKey
-from idp.models import Connection
-from idp.models import Membership
-from idp.models import Organization
-from idp.models import User
-from idp.oauth.tokens import end_connection
-from idp.oauth.tokens import issue_pair
-from idp.oauth.tokens import lifetimes
+from idp.infra.extensions import db
+from idp.store import accounts
+from idp.store import api_keys
+from idp.store import clients
+from idp.store import resource_servers
+from idp.store.models import AccessToken
+from idp.store.models import ApiKey
+from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import User
+from idp.store.tokens import end_connection
+from idp.store.tokens import issue_pair
+from idp.store.tokens import lifetimes
+from idp.web.guard import require_bearer
 
 #: The scope the "missing scope" rows lack, and the test route of the IdP that needs it.
 WRITE_SCOPE = "leads:write"
@@ -126,7 +126,7 @@ def build_world(app) -> World:
     db.session.flush()
 
     def key(name, org=acme, scopes=READ_SCOPES, creator=owner, **kwargs):
-        row, raw = apikeys.create_key(org, name, list(scopes), catalogue, created_by=creator,
+        row, raw = api_keys.create_key(org, name, list(scopes), catalogue, created_by=creator,
                                       **kwargs)
         db.session.flush()
         world.keys[name] = raw
@@ -137,10 +137,10 @@ def build_world(app) -> World:
     key("all scopes", scopes=list(catalogue))
     key("other org", org=other, creator=stranger)
     disabled = key("disabled")
-    apikeys.set_active(disabled, False)
+    api_keys.set_active(disabled, False)
     expired = key("expired", expires_at=utcnow() + timedelta(days=1))
     deleted = key("deleted")
-    apikeys.revoke(deleted)
+    api_keys.revoke(deleted)
     key("suspended org", org=suspended)
     key("creator left", creator=leaver)
     db.session.flush()

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 
 from idp import create_app
-from idp.extensions import db
-from idp.extensions import limiter
+from idp.infra.extensions import db
+from idp.infra.extensions import limiter
 from tests import helpers
 
 PG_URL = os.environ.get("IDP_TEST_DATABASE_URL", "")
@@ -38,12 +38,11 @@ def cheap_password_hashing():
     """argon2id at its lowest cost in tests: each hash at full cost takes about half a second.
 
     Verification reads the cost from the hash itself, so live servers checking a password that
-    a test hashed are fast too. Production keeps the library's defaults (idp/accounts.py).
+    a test hashed are fast too. Production keeps the library's defaults (idp/store/accounts.py).
     """
     from argon2 import PasswordHasher
 
-    from idp import accounts
-
+    from idp.store import accounts
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(accounts, "_hasher", cheap)
@@ -118,7 +117,7 @@ def client(app):
 @pytest.fixture
 def demo(app):
     """The demo seed: user, org, Zapier and Make clients with raw secrets."""
-    from idp.cli import seed_demo
+    from idp.cli.commands import seed_demo
 
     with app.app_context():
         return seed_demo()

@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
-from idp.extensions import db
+from idp.infra.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -119,7 +119,7 @@ class LiveServer:
     def _spawn(self, log) -> None:
         """Launch gunicorn writing to ``log`` (the child keeps its own descriptor)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py",
+            [sys.executable, "-m", "gunicorn", "--config", "idp/infra/gunicorn_conf.py",
              "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads),
              "--graceful-timeout", "5", self.target],

@@ -19,16 +19,16 @@ from sqlalchemy import select
 from idp.core import clock as idp_clock
 from idp.core import secrets as cs
 from idp.core.clock import epoch
-from idp.extensions import db
-from idp.models import AuditEvent
-from idp.models import AuthorizationCode
-from idp.models import Client
-from idp.models import Connection
-from idp.models import Membership
-from idp.models import Organization
-from idp.models import RefreshToken
-from idp.models import ResourceServer
-from idp.models import User
+from idp.infra.extensions import db
+from idp.store.models import AuditEvent
+from idp.store.models import AuthorizationCode
+from idp.store.models import Client
+from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import RefreshToken
+from idp.store.models import ResourceServer
+from idp.store.models import User
 from tests import lifecycle_model as lm
 from tests.helpers import authorize_params
 from tests.helpers import csrf_token
@@ -68,7 +68,7 @@ def freeze_clock(monkeypatch) -> None:
     must not have real milliseconds pushing the server past it.
     """
     monkeypatch.setattr(idp_clock, "datetime", _FrozenDatetime)
-    # On PostgreSQL utcnow() follows readings of the database's clock (idp/dbclock.py); the
+    # On PostgreSQL utcnow() follows readings of the database's clock (idp/store/dbclock.py); the
     # frozen instant stands in for that clock too, so no reading is taken or kept meanwhile.
     monkeypatch.setattr(idp_clock, "_anchor", None)
     monkeypatch.setattr(idp_clock, "_first_reading", None)
@@ -103,7 +103,7 @@ class FaultInjector:
             return
         if "user_sessions" in statement:
             # A page's session bookkeeping is written after its answer is made and is
-            # best-effort by design (idp/sessions.py); the machine judges credential writes.
+            # best-effort by design (idp/web/sessions.py); the machine judges credential writes.
             return
         verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
         if verb in WRITES:

@@ -257,7 +257,7 @@ class Lifecycle:
         return new
 
     def purge(self) -> None:
-        """What ``flask purge`` deletes now (idp/purge.py): from then on those values are unknown.
+        """What ``flask purge`` deletes now (idp/store/purge.py): those values are unknown after.
 
         Expired codes and refresh tokens, access tokens expired for a day, used codes past the
         retention, and everything of a connection that ended more than the retention ago.

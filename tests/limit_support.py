@@ -5,8 +5,8 @@ import secrets
 
 import pytest
 
-from idp.config import ENV_DEFAULTS
-from idp.config import counter_store_options
+from idp.infra.config import ENV_DEFAULTS
+from idp.infra.config import counter_store_options
 
 REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "")
 #: Every counter store the limit tests run on: this process's, and Redis when CI has one.

@@ -9,12 +9,12 @@ from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import text
 
-from idp import accounts
-from idp.extensions import db
-from idp.models import AuditEvent
-from idp.models import Client
-from idp.models import Connection
-from idp.models import Organization
+from idp.infra.extensions import db
+from idp.store import accounts
+from idp.store.models import AuditEvent
+from idp.store.models import Client
+from idp.store.models import Connection
+from idp.store.models import Organization
 from tests.helpers import authorize_params
 from tests.helpers import csrf_token
 from tests.helpers import flask_connect

@@ -15,12 +15,12 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
-from idp import apikeys
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
-from idp.extensions import db
-from idp.models import Organization
-from idp.models import ResourceServer
+from idp.infra.extensions import db
+from idp.store import api_keys
+from idp.store.models import Organization
+from idp.store.models import ResourceServer
 from tests.helpers import ROOT
 from tests.helpers import TEST_SECRET_KEY
 from tests.helpers import LiveServer
@@ -47,7 +47,7 @@ def add_credentials(app, demo: dict) -> dict:
         org = db.session.query(Organization).filter_by(
             public_id=demo["organization"]["id"]).one()
         catalogue = app.config["IDP_SCOPES"]
-        _, key = apikeys.create_key(org, f"Ops {secrets.token_hex(3)}", list(catalogue), catalogue)
+        _, key = api_keys.create_key(org, f"Ops {secrets.token_hex(3)}", list(catalogue), catalogue)
         db.session.commit()
         return {"resource_server": (server.public_id, secret), "api_key": key}
 
@@ -183,7 +183,7 @@ def pg_tools_available() -> bool:
 def seed(database_url: str, config: dict) -> dict:
     """Seed the demo into a database from this process; demo plus operator credentials."""
     from idp import create_app
-    from idp.cli import seed_demo
+    from idp.cli.commands import seed_demo
 
     app = create_app({**config, "SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():
@@ -196,12 +196,12 @@ def seed(database_url: str, config: dict) -> dict:
 
 
 class ConfiguredServer(LiveServer):
-    """A live server started the way production starts it: with idp/gunicorn_conf.py."""
+    """A live server started the way production starts it: with idp/infra/gunicorn_conf.py."""
 
     def _spawn(self, log) -> None:
-        """gunicorn --config idp/gunicorn_conf.py, bound to this server's port."""
+        """gunicorn --config idp/infra/gunicorn_conf.py, bound to this server's port."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py",
+            [sys.executable, "-m", "gunicorn", "--config", "idp/infra/gunicorn_conf.py",
              "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
              "--threads", str(self.threads), "app:app"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,

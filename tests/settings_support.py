@@ -8,21 +8,21 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 
-from idp import accounts
-from idp import apikeys
-from idp import clients
-from idp import sessions
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
-from idp.extensions import db
-from idp.models import ApiKey
-from idp.models import AuditEvent
-from idp.models import Client
-from idp.models import Connection
-from idp.models import Organization
-from idp.models import User
-from idp.oauth.tokens import issue_pair
-from idp.oauth.tokens import lifetimes
+from idp.infra.extensions import db
+from idp.store import accounts
+from idp.store import api_keys
+from idp.store import clients
+from idp.store.models import ApiKey
+from idp.store.models import AuditEvent
+from idp.store.models import Client
+from idp.store.models import Connection
+from idp.store.models import Organization
+from idp.store.models import User
+from idp.store.tokens import issue_pair
+from idp.store.tokens import lifetimes
+from idp.web import sessions
 from tests.helpers import csrf_token
 
 PASSWORD = "correct horse battery staple"
@@ -96,10 +96,10 @@ def add_org(app, name: str) -> str:
 
 
 def add_key(app, org_id: str, name: str, scopes=("leads:read",), **changes) -> tuple[str, str]:
-    """An API key made through idp.apikeys; returns (public id, raw key)."""
+    """An API key made through idp.store.api_keys; returns (public id, raw key)."""
     with app.app_context():
         org = db.session.scalar(select(Organization).where(Organization.public_id == org_id))
-        key, raw = apikeys.create_key(org, name, list(scopes), app.config["IDP_SCOPES"])
+        key, raw = api_keys.create_key(org, name, list(scopes), app.config["IDP_SCOPES"])
         for attribute, value in changes.items():
             setattr(key, attribute, value)
         db.session.commit()

@@ -1,5 +1,5 @@
 """The IdP as deployed: nginx from Debian terminating TLS with the shipped deploy/nginx.conf,
-in front of gunicorn started with the shipped idp/gunicorn_conf.py, in production mode."""
+in front of gunicorn started with the shipped idp/infra/gunicorn_conf.py, in production mode."""
 
 import datetime
 import ipaddress
@@ -117,13 +117,13 @@ http {{
 
 
 class ShippedGunicorn(LiveServer):
-    """gunicorn with idp/gunicorn_conf.py and nothing else: its workers, its worker class."""
+    """gunicorn with idp/infra/gunicorn_conf.py and nothing else: its workers, its worker class."""
 
     def _spawn(self, log) -> None:
         """Start it the way OPERATIONS.md does; only IDP_BIND says where."""
         self.env["IDP_BIND"] = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "idp/gunicorn_conf.py", "app:app"],
+            [sys.executable, "-m", "gunicorn", "--config", "idp/infra/gunicorn_conf.py", "app:app"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -142,7 +142,7 @@ class TlsRig:
         self.ca, self.chain, self.key = make_certificates(self.prefix / "certs")
         env = {
             "IDP_ISSUER": self.url,
-            # Production mode: a strong random key (idp.config refuses weak ones).
+            # Production mode: a strong random key (idp.infra.config refuses weak ones).
             "SECRET_KEY": secrets.token_urlsafe(48),
             "IDP_PROXY_HOPS": "1",
             "IDP_ALLOW_SQLITE": "1",

@@ -3,7 +3,7 @@
 import pytest
 
 from idp import create_app
-from idp.extensions import db
+from idp.infra.extensions import db
 
 #: Development-mode settings; the seed itself does not depend on the mode.
 CONFIG = {

@@ -31,7 +31,7 @@ def test_wall_view_keeps_only_request_serving_stacks():
     text = summarize(RAW, serving_only=True)
     assert text.startswith("8 samples")
     assert " 75.0%  credential core (authenticate_token)" in text
-    assert " 25.0%  rate limiting (Flask-Limiter, limits, idp.ratelimit)" in text
+    assert " 25.0%  rate limiting (Flask-Limiter, limits, idp.infra.ratelimit)" in text
     assert "100.0%  Flask app (everything inside Flask.__call__)" in text
 
 

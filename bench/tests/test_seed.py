@@ -9,11 +9,11 @@ from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.credentials import Credential
 from idp.core.credentials import authenticate_token
-from idp.extensions import db
-from idp.models import AuthorizationCode
-from idp.models import Client
-from idp.models import RefreshToken
-from idp.models import ResourceServer
+from idp.infra.extensions import db
+from idp.store.models import AuthorizationCode
+from idp.store.models import Client
+from idp.store.models import RefreshToken
+from idp.store.models import ResourceServer
 
 SHAPE = Shape(size=300, sample=20, pool=15)
 

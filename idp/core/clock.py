@@ -1,7 +1,7 @@
 """Time in one form everywhere: naive UTC datetimes, as the database stores them.
 
 Every host judges time by one clock, the database's (docs/OPERATIONS.md, "One clock"): once
-``idp.dbclock`` has read it, :func:`utcnow` is that reading carried forward by this host's
+``idp.store.dbclock`` has read it, :func:`utcnow` is that reading carried forward by this host's
 monotonic clock, so neither the host's wall clock nor a step of it moves a decision. Until then
 (and always on SQLite, which is single-host) the host's clock is the one clock.
 
@@ -39,7 +39,7 @@ _offset = timedelta(0)
 #: The latest reading of the database's clock; None while the host's clock is the one clock.
 _anchor: Anchor | None = None
 #: Takes a first reading when time is asked for before any was taken (a CLI command's first
-#: act), so that nothing is stamped by the host's clock; set by idp.dbclock, called once.
+#: act), so that nothing is stamped by the host's clock; set by idp.store.dbclock, called once.
 _first_reading: Callable[[], None] | None = None
 
 

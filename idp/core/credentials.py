@@ -23,13 +23,13 @@ from idp.core.bearer import check_shape
 from idp.core.bearer import denial
 from idp.core.bearer import parse_authorization
 from idp.core.scopes import parse_scope
-from idp.models import AccessToken
-from idp.models import ApiKey
-from idp.models import Client
-from idp.models import Connection
-from idp.models import Membership
-from idp.models import Organization
-from idp.models import User
+from idp.store.models import AccessToken
+from idp.store.models import ApiKey
+from idp.store.models import Client
+from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import User
 
 #: Re-exported so callers judge and parse from one module.
 __all__ = [

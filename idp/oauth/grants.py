@@ -20,29 +20,29 @@ from sqlalchemy import exists
 from sqlalchemy import select
 from sqlalchemy import update
 
-from idp import audit
-from idp import metrics
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.credentials import CONNECTION_MEMBERSHIP
 from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
-from idp.database import begin_write
-from idp.database import write_now
-from idp.errors import RETRY_AFTER_FAULT
-from idp.extensions import db
-from idp.models import AuthorizationCode
-from idp.models import Connection
-from idp.models import Membership
-from idp.models import Organization
-from idp.models import RefreshToken
-from idp.oauth.tokens import end_connection
-from idp.oauth.tokens import issue_pair
-from idp.oauth.tokens import lifetimes
-from idp.oauth.tokens import new_pair
-from idp.oauth.tokens import public_body
-from idp.oauth.tokens import store_pair
+from idp.infra import metrics
+from idp.infra.extensions import db
+from idp.store import audit
+from idp.store.database import begin_write
+from idp.store.database import write_now
+from idp.store.models import AuthorizationCode
+from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import RefreshToken
+from idp.store.tokens import end_connection
+from idp.store.tokens import issue_pair
+from idp.store.tokens import lifetimes
+from idp.store.tokens import new_pair
+from idp.store.tokens import public_body
+from idp.store.tokens import store_pair
+from idp.web.errors import RETRY_AFTER_FAULT
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class SuccessorUnavailable(OAuth2Error):
     Inside the window a presented rotated token is a retry by definition, so failing to open
     its seal (SECRET_KEY replaced without SECRET_KEY_FALLBACKS, a corrupt seal, or a seal
     already erased because the database's own clock stepped) is our fault, never evidence of
-    theft. Hosts' clocks cannot cause it: every host judges by the database's (idp/dbclock.py).
+    theft. Hosts' clocks cannot cause it: every host judges by the database's clock
+    (idp/store/dbclock.py).
     """
 
     #: The fault body the OAuth endpoints use for passing faults (docs/DESIGN.md).

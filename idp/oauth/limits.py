@@ -2,7 +2,7 @@
 
 Counted only once the caller has authenticated and the request has named what it acts on,
 so a stranger who knows a connector's public client_id spends nobody's quota (his failed
-authentication is counted per address, by idp.throttle.refuse_failing):
+authentication is counted per address, by idp.infra.throttle.refuse_failing):
 
 * token requests per connection: the refresh token's connection, or the connection that an
   authorization code was issued for (one code per consent, so per code and per connection are
@@ -20,7 +20,7 @@ import time
 from authlib.oauth2 import OAuth2Error
 from flask import current_app
 
-from idp import throttle
+from idp.infra import throttle
 
 #: Counter namespace of authenticated token and revocation requests, per connection.
 CONNECTION_SCOPE = "oauth-connection"

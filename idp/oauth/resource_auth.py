@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.core import secrets as cs
-from idp.models import ResourceServer
+from idp.store.models import ResourceServer
 
 #: How long a successful check is trusted without asking the database again.
 MEMO_SECONDS = 5.0

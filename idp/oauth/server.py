@@ -17,25 +17,25 @@ from flask import request as flask_request
 from sqlalchemy import bindparam
 from sqlalchemy import select
 
-from idp import lastused
 from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.core.clock import utcnow
 from idp.core.credentials import Credential
 from idp.core.credentials import authenticate_token
 from idp.core.scopes import join_scope
-from idp.database import reading
-from idp.extensions import db
-from idp.models import AccessToken
-from idp.models import Client
-from idp.models import ConnectorClientRules
-from idp.models import RefreshToken
+from idp.infra.extensions import db
 from idp.oauth import limits
 from idp.oauth import resource_auth
 from idp.oauth.grants import AuthorizationCodeGrant
 from idp.oauth.grants import RefreshTokenGrant
 from idp.oauth.grants import S256CodeChallenge
-from idp.oauth.tokens import end_connection
+from idp.store import last_used
+from idp.store.database import reading
+from idp.store.models import AccessToken
+from idp.store.models import Client
+from idp.store.models import ConnectorClientRules
+from idp.store.models import RefreshToken
+from idp.store.tokens import end_connection
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ class Introspection(IntrospectionEndpoint):
         if isinstance(verdict, Credential):
             # The caller is a service, not the token's user: record the time of use only and
             # keep the last address seen directly (by /api/v1/me) as it was.
-            lastused.touch(db.session, verdict, now, current_app.config["IDP_LAST_USED_INTERVAL"])
+            last_used.touch(db.session, verdict, now, current_app.config["IDP_LAST_USED_INTERVAL"])
         issuer = current_app.config["IDP_ISSUER"]
         return 200, introspection_payload(verdict, issuer), [
             ("Content-Type", "application/json"),

@@ -1,6 +1,6 @@
 // Passkey ceremonies for forms marked data-passkey="register" | "login" | "second".
 // The server makes the options and checks the answer; this only carries them between
-// the page and the browser's WebAuthn API, then submits the form (idp/passkeys.py).
+// the page and the browser's WebAuthn API, then submits the form (idp/signin/passkeys.py).
 (function () {
   "use strict";
   if (!window.PublicKeyCredential || !PublicKeyCredential.parseCreationOptionsFromJSON) {

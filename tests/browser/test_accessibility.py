@@ -10,11 +10,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from idp import accounts
-from idp import apikeys
 from idp.core.clock import utcnow
-from idp.extensions import db
-from idp.models import Organization
+from idp.infra.extensions import db
+from idp.store import accounts
+from idp.store import api_keys
+from idp.store.models import Organization
 from tests.browser.support import DESKTOP
 from tests.browser.support import PHONE
 from tests.browser.support import axe_serious
@@ -45,7 +45,7 @@ def seed(app, demo):
         for name, scopes in (("Zapier lead sync", ["leads:read", "leads:write"]),
                              ("Nightly export", ["contacts:read", "properties:read"]),
                              ("Old importer", ["tasks:write"])):
-            keys[name], _ = apikeys.create_key(org, name, scopes, catalogue, created_by=owner,
+            keys[name], _ = api_keys.create_key(org, name, scopes, catalogue, created_by=owner,
                                                expires_at=utcnow() + timedelta(days=30),
                                                actor=owner.email)
         keys["Nightly export"].active = False
@@ -185,8 +185,7 @@ def test_account_pages_are_accessible(browser, app, live_server, demo):
 
     server = live_server
     with app.app_context():
-        from idp import resets
-
+        from idp.signin import resets
         raw = resets.issue(db.session, accounts.find_user(demo["user"]["email"]), utcnow(), 600)
         db.session.commit()
     problems = {}

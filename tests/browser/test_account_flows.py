@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from idp.core.clock import utcnow
-from idp.extensions import db
-from idp.models import Organization
+from idp.infra.extensions import db
+from idp.store.models import Organization
 from tests.browser.support import sign_in
 from tests.helpers import LiveServer
 from tests.helpers import authorize_params

@@ -10,10 +10,10 @@ import requests
 from playwright.sync_api import expect
 from sqlalchemy import update
 
-from idp import accounts
 from idp.core.clock import utcnow
-from idp.extensions import db
-from idp.models import ApiKey
+from idp.infra.extensions import db
+from idp.store import accounts
+from idp.store.models import ApiKey
 from tests.browser.support import DESKTOP
 from tests.browser.support import PHONE
 from tests.browser.support import axe_serious

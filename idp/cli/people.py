@@ -1,0 +1,187 @@
+"""Operator commands for organizations, users and memberships: list, show, set-password."""
+
+import json
+
+import click
+from flask import current_app
+from sqlalchemy import func
+from sqlalchemy import select
+
+from idp.cli.support import emit
+from idp.cli.support import find_org
+from idp.cli.support import find_user
+from idp.cli.support import json_option
+from idp.cli.support import stamp
+from idp.core.clock import utcnow
+from idp.infra.extensions import db
+from idp.signin.passwords import PasswordPolicyError
+from idp.signin.passwords import check_password_policy
+from idp.store import accounts
+from idp.store import audit
+from idp.store.database import begin_write
+from idp.store.models import ROLES
+from idp.store.models import ApiKey
+from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import User
+from idp.web import sessions
+
+
+def _live_connections(where) -> int:
+    """How many redeemed, not ended connections match ``where``."""
+    return db.session.scalar(select(func.count(Connection.id)).where(
+        where, Connection.ended_at.is_(None), Connection.activated_at.isnot(None)))
+
+
+def _org_row(org: Organization) -> dict:
+    """An organization as a listing shows it."""
+    return {"id": org.public_id, "name": org.name, "suspended": org.suspended,
+            "created_at": stamp(org.created_at)}
+
+
+def _member_row(membership: Membership) -> dict:
+    """A membership as a listing shows it."""
+    return {"org": membership.organization.public_id, "org_name": membership.organization.name,
+            "user": membership.user.public_id, "email": membership.user.email,
+            "role": membership.role}
+
+
+@click.group("org")
+def org_group():
+    """List and inspect organizations (create-org and suspend-org change them)."""
+
+
+@org_group.command("list")
+@click.option("--suspended/--active", default=None, help="Only suspended, or only active, ones.")
+@json_option
+def org_list(suspended, as_json):
+    """Every organization, oldest first: id, name, suspended, created."""
+    query = select(Organization).order_by(Organization.created_at, Organization.id)
+    if suspended is not None:
+        query = query.where(Organization.suspended.is_(suspended))
+    rows = [_org_row(org) for org in db.session.scalars(query)]
+    emit(rows, ("id", "name", "suspended", "created_at"), as_json)
+
+
+@org_group.command("show")
+@click.argument("org_id")
+def org_show(org_id):
+    """One organization as JSON: its members, API key count and live connections."""
+    org = find_org(org_id)
+    members = db.session.scalars(select(Membership).join(User).where(Membership.org_id == org.id)
+                                 .order_by(User.email))
+    shown = {
+        **_org_row(org),
+        "members": [{"user": m.user.public_id, "email": m.user.email, "role": m.role}
+                    for m in members],
+        "api_keys": db.session.scalar(select(func.count(ApiKey.id))
+                                      .where(ApiKey.org_id == org.id)),
+        "live_connections": _live_connections(Connection.org_id == org.id),
+    }
+    click.echo(json.dumps(shown, indent=2))
+
+
+@click.group("user")
+def user_group():
+    """List and inspect users (create-user and set-password change them)."""
+
+
+@user_group.command("list")
+@click.option("--org", "org_id", default=None, help="Only members of this organization.")
+@json_option
+def user_list(org_id, as_json):
+    """Every user by email: id, email, name, created (never a password hash)."""
+    query = select(User).order_by(User.email)
+    if org_id is not None:
+        org = find_org(org_id, "--org")
+        query = query.join(Membership).where(Membership.org_id == org.id)
+    rows = [{"id": u.public_id, "email": u.email, "name": u.name,
+             "created_at": stamp(u.created_at)} for u in db.session.scalars(query)]
+    emit(rows, ("id", "email", "name", "created_at"), as_json)
+
+
+@user_group.command("show")
+@click.argument("user")
+def user_show(user):
+    """One user (by email or usr_ id) as JSON: memberships, live sessions and connections."""
+    found = find_user(user, "USER")
+    shown = {
+        "id": found.public_id, "email": found.email, "name": found.name,
+        "created_at": stamp(found.created_at),
+        "memberships": [{"org": m.organization.public_id, "org_name": m.organization.name,
+                         "role": m.role} for m in accounts.memberships(found)],
+        "live_sessions": len(sessions.listing(db.session, found.id, utcnow(),
+                                              current_app.config)),
+        "live_connections": _live_connections(Connection.user_id == found.id),
+    }
+    click.echo(json.dumps(shown, indent=2))
+
+
+@click.group("member")
+def member_group():
+    """List memberships (add-member and remove-member change them)."""
+
+
+@member_group.command("list")
+@click.option("--org", "org_id", default=None, help="Only this organization's members.")
+@click.option("--user", "user_ref", default=None, help="Only this user's (email or usr_ id).")
+@click.option("--role", type=click.Choice(ROLES), default=None, help="Only this role.")
+@json_option
+def member_list(org_id, user_ref, role, as_json):
+    """Memberships by organization and email: org, org name, user, email, role."""
+    query = (select(Membership).join(Organization).join(User)
+             .order_by(Organization.name, Organization.id, User.email))
+    if org_id is not None:
+        query = query.where(Membership.org_id == find_org(org_id, "--org").id)
+    if user_ref is not None:
+        query = query.where(Membership.user_id == find_user(user_ref, "--user").id)
+    if role is not None:
+        query = query.where(Membership.role == role)
+    rows = [_member_row(m) for m in db.session.scalars(query)]
+    emit(rows, ("org", "org_name", "user", "email", "role"), as_json)
+
+
+@member_group.command("show")
+@click.argument("user")
+@click.argument("org_id")
+def member_show(user, org_id):
+    """One membership as JSON, or an error when the user is not in the organization."""
+    found, org = find_user(user, "USER"), find_org(org_id)
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == found.id,
+                                                            Membership.org_id == org.id))
+    if membership is None:
+        raise click.BadParameter(f"{found.email} is not a member of {org_id}.", param_hint="USER")
+    click.echo(json.dumps({
+        **_member_row(membership),
+        "live_connections": _live_connections(
+            (Connection.user_id == found.id) & (Connection.org_id == org.id)),
+    }, indent=2))
+
+
+@click.command("set-password")
+@click.argument("email")
+def set_password(email):
+    """Set a user's password (asked twice, never an argument) and sign them out everywhere."""
+    user = find_user(email)
+    password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_policy(password, user.email)
+    except PasswordPolicyError as error:
+        raise click.BadParameter(str(error), param_hint="password") from None
+    # The hash is slow; take the write lock (SQLite) only once it is made.
+    password_hash = accounts.hash_password(password)
+    begin_write(db.session)
+    user = find_user(email)
+    user.password_hash = password_hash
+    now = utcnow()
+    # Whoever held the old password may be signed in with it: those sessions end now.
+    ended = sessions.end(db.session, user.id, now)
+    audit.record(db.session, "password_set", now, actor="cli", subject=user.public_id,
+                 sessions_ended=ended)
+    db.session.commit()
+    click.echo(f"password set for {user.email}; {ended} session{'s' * (ended != 1)} signed out")
+
+
+#: Commands this module adds to ``flask``.
+COMMANDS = (org_group, user_group, member_group, set_password)

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every layer: settings, extensions, logs, metrics, mail, counters."""

@@ -1,0 +1,120 @@
+"""People and organizations: passwords, the signed-in user, memberships."""
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError
+from argon2.exceptions import VerificationError
+from flask import current_app
+from flask import g
+from flask import request
+from flask import session
+from sqlalchemy import select
+
+from idp.core import secrets as cs
+from idp.core.clock import utcnow
+from idp.infra.extensions import db
+from idp.store.database import begin_write
+from idp.store.models import MANAGER_ROLES
+from idp.store.models import Membership
+from idp.store.models import Organization
+from idp.store.models import User
+from idp.web import sessions
+
+#: argon2id with the library's RFC 9106 low-memory defaults.
+_hasher = PasswordHasher()
+#: Verified against when the email is unknown, so both paths cost the same (no enumeration).
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash of a password."""
+    return _hasher.hash(password)
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """True if the password matches; spends the same work when the user is unknown."""
+    try:
+        return _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and bool(user)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def normalize_email(email: str) -> str:
+    """Emails compare case-insensitively and without surrounding spaces."""
+    return (email or "").strip().lower()
+
+
+def find_user(email: str) -> User | None:
+    """The user with this email, or None."""
+    return db.session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+def create_user(email: str, name: str, password: str) -> User:
+    """Add a user with an argon2id password hash."""
+    user = User(
+        public_id=cs.new_public_id("usr_"), email=normalize_email(email), name=name,
+        password_hash=hash_password(password), created_at=utcnow(),
+    )
+    db.session.add(user)
+    return user
+
+
+def create_org(name: str) -> Organization:
+    """Add an organization."""
+    org = Organization(public_id=cs.new_public_id("org_"), name=name, created_at=utcnow())
+    db.session.add(org)
+    return org
+
+
+def set_membership(user: User, org: Organization, role: str) -> Membership:
+    """Give a user a role in an organization, replacing any earlier role."""
+    membership = db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.org_id == org.id)
+    )
+    if membership is None:
+        membership = Membership(user=user, organization=org, role=role)
+        db.session.add(membership)
+    membership.role = role
+    return membership
+
+
+def current_user() -> User | None:
+    """The signed-in user of this request, looked up once; only a live session record counts."""
+    if "idp_user" not in g:
+        user_id = session.user_id
+        g.idp_user = db.session.get(User, user_id) if user_id else None
+    return g.idp_user
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session record for the user and commit it (nothing survives from before)."""
+    # Begun with the write lock (SQLite): the request has already read the user.
+    begin_write(db.session)
+    record, raw = sessions.start(db.session, user, utcnow(), current_app.config,
+                                 request.user_agent.string, request.remote_addr)
+    db.session.commit()
+    session.attach(record, raw)
+    g.idp_user = user
+
+
+def sign_out() -> None:
+    """End this session's record, so every copy of its cookie stops working, and commit."""
+    if session.record_id is not None:
+        begin_write(db.session)
+        sessions.end(db.session, session.user_id, utcnow(), only=session.record_id)
+        db.session.commit()
+    session.detach()
+    g.idp_user = None
+
+
+def memberships(user: User) -> list[Membership]:
+    """The user's memberships, organizations sorted by name."""
+    rows = db.session.scalars(
+        select(Membership).join(Organization).where(Membership.user_id == user.id)
+        .order_by(Organization.name)
+    )
+    return list(rows)
+
+
+def is_manager(membership: Membership | None) -> bool:
+    """Owners and admins manage keys and every connection of their org."""
+    return membership is not None and membership.role in MANAGER_ROLES

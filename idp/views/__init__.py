@@ -1,1 +1,0 @@
-"""Thin blueprints: auth, oauth, settings, api, health."""

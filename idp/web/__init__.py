@@ -1,0 +1,28 @@
+"""The web layer: blueprints, forms, sessions, headers and error pages."""
+
+
+def init_app(app) -> None:
+    """Install the server-side sessions, error handlers, headers and every blueprint."""
+    from idp.web import api
+    from idp.web import auth
+    from idp.web import consent
+    from idp.web import errors
+    from idp.web import headers
+    from idp.web import health
+    from idp.web import home
+    from idp.web import openapi
+    from idp.web import password
+    from idp.web import sessions
+    from idp.web.settings import activity
+    from idp.web.settings import api_keys
+    from idp.web.settings import apps
+    from idp.web.settings import security
+    from idp.web.settings import sessions as session_pages
+    from idp.web.settings import two_step
+
+    app.session_interface = sessions.ServerSessions()
+    errors.init_app(app)
+    headers.init_app(app)
+    for module in (auth, consent, apps, api_keys, session_pages, activity, api, health,
+                   openapi, home, password, security, two_step):
+        app.register_blueprint(module.bp)

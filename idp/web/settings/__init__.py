@@ -1,0 +1,1 @@
+"""The settings pages: Connected Apps, API keys, sessions, activity, security."""
