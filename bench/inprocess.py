@@ -102,7 +102,7 @@ class Caller:
 
 def world(app, refresh_pool: int):
     """Demo data plus one access token and ``refresh_pool`` live refresh tokens."""
-    from idp.cli.commands import commands
+    from idp.cli.demo import seed_demo
     from idp.core import secrets as cs
     from idp.core.clock import utcnow
     from idp.infra.extensions import db
@@ -112,7 +112,7 @@ def world(app, refresh_pool: int):
     from idp.store.models import Organization
     from idp.store.models import User
     with app.app_context():
-        demo = commands.seed_demo()
+        demo = seed_demo()
         client = db.session.query(Client).filter_by(name="Zapier").one()
         org = db.session.query(Organization).one()
         user = db.session.query(User).one()

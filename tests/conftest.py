@@ -117,7 +117,7 @@ def client(app):
 @pytest.fixture
 def demo(app):
     """The demo seed: user, org, Zapier and Make clients with raw secrets."""
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     with app.app_context():
         return seed_demo()

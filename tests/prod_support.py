@@ -183,7 +183,7 @@ def pg_tools_available() -> bool:
 def seed(database_url: str, config: dict) -> dict:
     """Seed the demo into a database from this process; demo plus operator credentials."""
     from idp import create_app
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     app = create_app({**config, "SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():

@@ -3,6 +3,17 @@
 
 def init_app(app) -> None:
     """Register every operator command on the app's CLI."""
-    from idp.cli import commands
+    from idp.cli import api_keys
+    from idp.cli import audit
+    from idp.cli import clients
+    from idp.cli import connections
+    from idp.cli import demo
+    from idp.cli import orgs
+    from idp.cli import people
+    from idp.cli import resource_servers
+    from idp.store.purge import purge_command
 
-    commands.init_app(app)
+    for module in (orgs, people, clients, connections, api_keys, resource_servers, audit, demo):
+        for command in module.COMMANDS:
+            app.cli.add_command(command)
+    app.cli.add_command(purge_command)

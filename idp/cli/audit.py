@@ -11,6 +11,7 @@ from idp.cli.support import emit
 from idp.cli.support import find_connection
 from idp.cli.support import find_org
 from idp.cli.support import json_option
+from idp.cli.support import show
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import audit
@@ -76,7 +77,7 @@ def audit_list(org_id, con_id, since, kinds, limit, as_json):
                         limit=limit)
     entries = [audit.fields(row) for row in rows]
     if as_json:
-        emit(entries, (), True)
+        show(entries)
         return
     for entry in entries:
         entry["detail"] = audit.detail_text(entry["detail"])

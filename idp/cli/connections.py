@@ -1,7 +1,5 @@
 """Operator commands for connections: list, show, end (as Disconnect does, SPEC §6)."""
 
-import json
-
 import click
 from sqlalchemy import func
 from sqlalchemy import select
@@ -12,6 +10,7 @@ from idp.cli.support import find_connection
 from idp.cli.support import find_org
 from idp.cli.support import find_user
 from idp.cli.support import json_option
+from idp.cli.support import show
 from idp.cli.support import stamp
 from idp.core.clock import utcnow
 from idp.core.scopes import parse_scope
@@ -91,7 +90,7 @@ def connection_show(con_id):
     shown["unexpired_access_tokens"] = 0 if connection.ended_at else db.session.scalar(
         select(func.count(AccessToken.id)).where(AccessToken.connection_id == connection.id,
                                                  AccessToken.expires_at > utcnow()))
-    click.echo(json.dumps(shown, indent=2))
+    show(shown)
 
 
 @connection_group.command("end")

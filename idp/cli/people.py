@@ -1,16 +1,16 @@
-"""Operator commands for organizations, users and memberships: list, show, set-password."""
-
-import json
+"""Operator commands for users and memberships: create, list, show, set-password."""
 
 import click
 from flask import current_app
-from sqlalchemy import func
 from sqlalchemy import select
 
 from idp.cli.support import emit
 from idp.cli.support import find_org
 from idp.cli.support import find_user
 from idp.cli.support import json_option
+from idp.cli.support import live_connections
+from idp.cli.support import refused_as_usage
+from idp.cli.support import show
 from idp.cli.support import stamp
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
@@ -20,24 +20,13 @@ from idp.store import accounts
 from idp.store import audit
 from idp.store.database import begin_write
 from idp.store.models import ROLES
-from idp.store.models import ApiKey
 from idp.store.models import Connection
 from idp.store.models import Membership
 from idp.store.models import Organization
 from idp.store.models import User
+from idp.store.validation import ValidationError
+from idp.store.validation import check_email
 from idp.web import sessions
-
-
-def _live_connections(where) -> int:
-    """How many redeemed, not ended connections match ``where``."""
-    return db.session.scalar(select(func.count(Connection.id)).where(
-        where, Connection.ended_at.is_(None), Connection.activated_at.isnot(None)))
-
-
-def _org_row(org: Organization) -> dict:
-    """An organization as a listing shows it."""
-    return {"id": org.public_id, "name": org.name, "suspended": org.suspended,
-            "created_at": stamp(org.created_at)}
 
 
 def _member_row(membership: Membership) -> dict:
@@ -47,39 +36,53 @@ def _member_row(membership: Membership) -> dict:
             "role": membership.role}
 
 
-@click.group("org")
-def org_group():
-    """List and inspect organizations (create-org and suspend-org change them)."""
+def _new_password(prompt: str, email: str) -> str:
+    """Ask for a password twice, never as an option (shell history and ps would keep it)."""
+    password = click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    with refused_as_usage(PasswordPolicyError, param="password"):
+        check_password_policy(password, email)
+    return password
 
 
-@org_group.command("list")
-@click.option("--suspended/--active", default=None, help="Only suspended, or only active, ones.")
-@json_option
-def org_list(suspended, as_json):
-    """Every organization, oldest first: id, name, suspended, created."""
-    query = select(Organization).order_by(Organization.created_at, Organization.id)
-    if suspended is not None:
-        query = query.where(Organization.suspended.is_(suspended))
-    rows = [_org_row(org) for org in db.session.scalars(query)]
-    emit(rows, ("id", "name", "suspended", "created_at"), as_json)
+@click.command("create-user")
+@click.argument("email")
+@click.option("--name", required=True)
+def create_user(email, name):
+    """Create a user with an argon2id password hash (the password is asked, twice)."""
+    with refused_as_usage(ValidationError, param="EMAIL"):
+        email = check_email(email)
+    if accounts.find_user(email):
+        raise click.BadParameter(f"{email} already exists.", param_hint="EMAIL")
+    user = accounts.create_user(email, name, _new_password("Password", email))
+    db.session.commit()
+    click.echo(user.public_id)
 
 
-@org_group.command("show")
+@click.command("add-member")
+@click.argument("email")
 @click.argument("org_id")
-def org_show(org_id):
-    """One organization as JSON: its members, API key count and live connections."""
-    org = find_org(org_id)
-    members = db.session.scalars(select(Membership).join(User).where(Membership.org_id == org.id)
-                                 .order_by(User.email))
-    shown = {
-        **_org_row(org),
-        "members": [{"user": m.user.public_id, "email": m.user.email, "role": m.role}
-                    for m in members],
-        "api_keys": db.session.scalar(select(func.count(ApiKey.id))
-                                      .where(ApiKey.org_id == org.id)),
-        "live_connections": _live_connections(Connection.org_id == org.id),
-    }
-    click.echo(json.dumps(shown, indent=2))
+@click.option("--role", type=click.Choice(ROLES), default="member", show_default=True)
+def add_member(email, org_id, role):
+    """Give a user a role in an organization."""
+    user = find_user(email, None)
+    accounts.set_membership(user, find_org(org_id, None), role)
+    db.session.commit()
+    click.echo(f"{user.public_id} {role} of {org_id}")
+
+
+@click.command("remove-member")
+@click.argument("email")
+@click.argument("org_id")
+def remove_member(email, org_id):
+    """Remove a user from an organization (their connections there stop working)."""
+    user = find_user(email)
+    org = find_org(org_id, None)
+    membership = next((m for m in user.memberships if m.org_id == org.id), None)
+    if membership is None:
+        raise click.BadParameter(f"{email} is not a member of {org_id}.", param_hint="EMAIL")
+    db.session.delete(membership)
+    db.session.commit()
+    click.echo(f"removed {email} from {org_id}")
 
 
 @click.group("user")
@@ -106,16 +109,15 @@ def user_list(org_id, as_json):
 def user_show(user):
     """One user (by email or usr_ id) as JSON: memberships, live sessions and connections."""
     found = find_user(user, "USER")
-    shown = {
+    show({
         "id": found.public_id, "email": found.email, "name": found.name,
         "created_at": stamp(found.created_at),
         "memberships": [{"org": m.organization.public_id, "org_name": m.organization.name,
                          "role": m.role} for m in accounts.memberships(found)],
         "live_sessions": len(sessions.listing(db.session, found.id, utcnow(),
                                               current_app.config)),
-        "live_connections": _live_connections(Connection.user_id == found.id),
-    }
-    click.echo(json.dumps(shown, indent=2))
+        "live_connections": live_connections(Connection.user_id == found.id),
+    })
 
 
 @click.group("member")
@@ -152,11 +154,11 @@ def member_show(user, org_id):
                                                             Membership.org_id == org.id))
     if membership is None:
         raise click.BadParameter(f"{found.email} is not a member of {org_id}.", param_hint="USER")
-    click.echo(json.dumps({
+    show({
         **_member_row(membership),
-        "live_connections": _live_connections(
+        "live_connections": live_connections(
             (Connection.user_id == found.id) & (Connection.org_id == org.id)),
-    }, indent=2))
+    })
 
 
 @click.command("set-password")
@@ -164,11 +166,7 @@ def member_show(user, org_id):
 def set_password(email):
     """Set a user's password (asked twice, never an argument) and sign them out everywhere."""
     user = find_user(email)
-    password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
-    try:
-        check_password_policy(password, user.email)
-    except PasswordPolicyError as error:
-        raise click.BadParameter(str(error), param_hint="password") from None
+    password = _new_password("New password", user.email)
     # The hash is slow; take the write lock (SQLite) only once it is made.
     password_hash = accounts.hash_password(password)
     begin_write(db.session)
@@ -184,4 +182,4 @@ def set_password(email):
 
 
 #: Commands this module adds to ``flask``.
-COMMANDS = (org_group, user_group, member_group, set_password)
+COMMANDS = (create_user, add_member, remove_member, user_group, member_group, set_password)

@@ -96,6 +96,14 @@ def test_user_list_and_show_never_print_a_password_hash(app, cli, acme):
     assert json.loads(ok(cli("user", "show", shown["id"])))["email"] == acme["owner"]
 
 
+def test_an_email_that_starts_like_a_user_id_is_still_an_email(app, cli, acme):
+    email = add_person(app, "usr_jo@acme-realty.example", {acme["org"]: "member"})
+    assert json.loads(ok(cli("user", "show", email)))["email"] == email
+    assert [r["email"] for r in listed(cli("member", "list", "--user", email, "--json"))] == [
+        email]
+    assert f"removed {email}" in ok(cli("remove-member", email, acme["org"]))
+
+
 def test_member_list_filters(cli, acme):
     rows = listed(cli("member", "list", "--json"))
     assert {(r["email"], r["org"], r["role"]) for r in rows} == {

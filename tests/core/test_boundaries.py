@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import api_keys

@@ -244,7 +244,7 @@ def test_the_grace_window_and_reuse_are_judged_by_the_one_clock(far_clock, app, 
 
 
 def test_refresh_tokens_and_sessions_expire_by_the_one_clock(far_clock, make_app):
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     # Lifetimes shorter than the distance to the host's clock, which would judge both over.
     app = make_app(IDP_REFRESH_TOKEN_TTL=24 * 3600, IDP_SESSION_IDLE_SECONDS=12 * 3600)

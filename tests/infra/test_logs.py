@@ -11,7 +11,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.infra import logs
 from tests.prod_support import add_credentials
 from tests.prod_support import http_code

@@ -17,7 +17,7 @@ from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.core import clock as core_clock
 from idp.infra import metrics
 from idp.infra.config import ConfigError

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.infra.config import counter_store_options
 from idp.infra.extensions import limiter
 from tests import prod_support

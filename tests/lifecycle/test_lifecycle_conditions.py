@@ -38,7 +38,7 @@ TABLE = [
 @pytest.fixture
 def world(make_app, monkeypatch):
     """A seeded app on the model's lifetimes, a frozen clock and a signed-in test client."""
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     freeze_clock(monkeypatch)
     app = make_app(**LIFETIMES)

@@ -478,7 +478,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 @pytest.mark.slow
 def test_lifecycle_state_machine(make_app, monkeypatch):
     """Run the machine; a failure prints its steps and a blob for @reproduce_failure."""
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     freeze_clock(monkeypatch)
     app = make_app(**LIFETIMES)

@@ -14,7 +14,7 @@ from tests.lifecycle_env import freeze_clock
 @pytest.fixture
 def world(make_app, monkeypatch):
     """A seeded app with a signed-in test client (see tests/lifecycle_env.py)."""
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     freeze_clock(monkeypatch)
     app = make_app()

@@ -106,7 +106,7 @@ def _benign(label: str, response: requests.Response) -> None:
 @pytest.fixture
 def racing_server(make_app, database_url, tmp_path):
     """A gunicorn IdP (2 workers x 4 threads) with a short grace window, and its demo data."""
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     app = make_app()
     with app.app_context():

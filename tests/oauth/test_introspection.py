@@ -117,7 +117,7 @@ def test_introspection_records_the_time_of_use_but_no_address(app, client, demo)
 
 def test_introspection_counts_against_the_resource_server_not_the_token(make_app):
     app = make_app(IDP_INTROSPECTION_RATE_LIMIT="3 per minute", IDP_API_RATE_LIMIT="2 per minute")
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
 
     with app.app_context():
         limiter.reset()

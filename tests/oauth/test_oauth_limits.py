@@ -14,7 +14,7 @@ import secrets
 import pytest
 import requests
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.infra import ratelimit
 from tests.helpers import LiveServer
 from tests.limit_support import STORES

@@ -7,7 +7,7 @@ from flask_migrate import upgrade
 from sqlalchemy import select
 from sqlalchemy import text
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.core.scopes import DEFAULT_SCOPES
 from idp.infra.extensions import db
 from idp.store import clients

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.core import secrets as cs
 from tests.prod_support import add_credentials
 from tests.prod_support import flask_tokens

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import update
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.infra.extensions import db
 from idp.store import clients
 from idp.store.models import Client

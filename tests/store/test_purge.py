@@ -19,7 +19,7 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.infra.extensions import db

@@ -60,7 +60,7 @@ def test_me_for_an_oauth_token(client, world):
 
 
 def test_me_needs_no_particular_scope(app, client):
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
     from idp.store import api_keys
     from idp.store.models import Organization
 
@@ -75,7 +75,7 @@ def test_me_needs_no_particular_scope(app, client):
 
 
 def test_a_key_with_an_expiry_reports_it(app, client):
-    from idp.cli.commands import seed_demo
+    from idp.cli.demo import seed_demo
     from idp.store import api_keys
     from idp.store.models import Organization
 

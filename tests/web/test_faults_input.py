@@ -9,7 +9,7 @@ import base64
 import pytest
 from sqlalchemy.exc import DataError
 
-from idp.cli.commands import seed_demo
+from idp.cli.demo import seed_demo
 from tests.prod_support import add_credentials
 
 NUL = "ab\x00cd"
