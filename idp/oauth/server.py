@@ -72,7 +72,7 @@ _CLIENT_BY_PUBLIC_ID = select(
 
 def query_client(client_id) -> ClientRecord | None:
     """Find a connector client by its public client_id."""
-    if not client_id or len(client_id) > 64:
+    if not cs.plausible_client_id(client_id):
         return None
     row = db.session.connection().execute(_CLIENT_BY_PUBLIC_ID, {"public_id": client_id}).first()
     if row is None:
