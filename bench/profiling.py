@@ -32,11 +32,12 @@ STAGES = (
     ("gunicorn access log", ("gunicorn/glogging.py",)),
     # Flask-Limiter's route wrapper encloses the whole view, so only its checks count here.
     ("rate limiting (Flask-Limiter, limits, idp.infra.ratelimit)",
-     ("Limiter.", "LimitManager.", "limits/", "idp/infra/ratelimit.py")),
+     ("Limiter.", "LimitManager.", "limits/", "idp/infra/ratelimit.py",
+      "flowestate_kit/counting.py")),
     ("limits memory-storage timer threads", ("__schedule_expiry (",)),
     ("resource-server authentication", ("authenticate_resource_server (",)),
     ("client authentication", ("authenticate_client (",)),
-    ("credential core (authenticate_token)", ("authenticate_token (idp/store/credentials.py",)),
+    ("credential core (authenticate_token)", ("authenticate_token (idp/core/credentials.py",)),
     ("last-used bookkeeping", ("idp/store/last_used.py",)),
     ("Authlib request wrapping", ("create_oauth2_request (",)),
     ("refresh grant (rotation)", ("RefreshTokenGrant.create_token_response (",)),
@@ -54,7 +55,7 @@ STAGES = (
 )
 #: Where a frame's time is booked, first match wins (py-spy shortens file names to packages).
 BUCKETS = (
-    ("idp (our code)", ("idp/",)),
+    ("idp (our code)", ("idp/", "flowestate_kit/")),
     ("authlib", ("authlib/",)),
     ("sqlalchemy", ("sqlalchemy/",)),
     ("database driver", ("sqlite3/", "psycopg/")),

@@ -1,4 +1,4 @@
-"""A toy "leads API": another Flask service protected by the resource-server kit (idp/kit.py).
+"""A toy "leads API": another Flask service protected by the resource-server kit's Flask adapter.
 
 It stands in for the FlowEstate API in tests: it owns no credentials, asks the IdP's
 introspection endpoint about every bearer, and must answer exactly as the IdP's own
@@ -11,8 +11,7 @@ from flask import jsonify
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-
-from idp.kit import ResourceProtector
+from flowestate_kit.flask import ResourceProtector
 
 
 def create_leads_app(introspection_url: str, client_id: str, client_secret: str, *,

@@ -6,13 +6,13 @@ import time
 
 import pytest
 import requests
+from flowestate_kit.answers import Denial
+from flowestate_kit.flask import ResourceProtector
+from flowestate_kit.judge import Bearer
+from flowestate_kit.judge import IdpUnavailable
 from sqlalchemy import select
 
-from idp.core.bearer import Denial
 from idp.infra.extensions import db
-from idp.kit import Bearer
-from idp.kit import IdpUnavailable
-from idp.kit import ResourceProtector
 from idp.store import api_keys
 from idp.store.models import ApiKey
 from tests.bearer_world import build_world
