@@ -1,8 +1,8 @@
 """Build every kind of bearer SPEC §4 talks about, for the tests of the three doors.
 
 One call makes organizations, people, connector clients, API keys and connections in every
-state of the table (good, disabled, expired, deleted, ended, unbound ...) and returns the raw
-values, which exist nowhere but in the returned object.
+state of the table (good, disabled, expired, deleted, ended, unbound ...) with the factories of
+tests/factories.py, and returns the raw values, which exist nowhere but in the returned object.
 """
 
 import secrets
@@ -13,27 +13,18 @@ from datetime import timedelta
 from flask import g
 from flask import jsonify
 from sqlalchemy import delete
-from sqlalchemy import select
 from sqlalchemy import update
 
-from idp.cli.demo import seed_demo
-from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import accounts
 from idp.store import api_keys
 from idp.store import clients
-from idp.store import resource_servers
-from idp.store.models import AccessToken
-from idp.store.models import ApiKey
-from idp.store.models import Connection
-from idp.store.models import Membership
-from idp.store.models import Organization
-from idp.store.models import User
 from idp.store.tokens import end_connection
-from idp.store.tokens import issue_pair
-from idp.store.tokens import lifetimes
+from idp.store.models import AccessToken
+from idp.store.models import Membership
 from idp.web.guard import require_bearer
+from tests import factories
 
 #: The scope the "missing scope" rows lack, and the test route of the IdP that needs it.
 WRITE_SCOPE = "leads:write"
@@ -67,68 +58,34 @@ class World:
     key_ids: dict = field(default_factory=dict)
 
 
-def connect(user, org, client, scopes, config) -> tuple[str, str, Connection]:
-    """A live connection with one access/refresh pair; returns both raw tokens."""
-    now = utcnow()
-    connection = Connection(
-        public_id=cs.new_public_id("con_"), user_id=user.id, org_id=org.id, client_id=client.id,
-        scope=" ".join(sorted(scopes)), created_at=now, activated_at=now,
-    )
-    db.session.add(connection)
-    db.session.flush()
-    scope = " ".join(sorted(scopes))
-    body, _row = issue_pair(db.session, connection, lifetimes(client, config), scope, scope, now)
-    return body["access_token"], body["refresh_token"], connection
-
-
 def _client(name, org_allowlist=None):
-    """A connector client with the whole catalogue."""
-    from flask import current_app
-
-    catalogue = current_app.config["IDP_SCOPES"]
-    client, _secret = clients.create_client(
-        name, [f"https://{name.lower().replace(' ', '-')}.example/cb"], " ".join(catalogue),
-        None, catalogue, org_allowlist=org_allowlist,
-    )
-    db.session.flush()
+    """A connector client with the whole catalogue and a return URL of its own."""
+    slug = name.lower().replace(" ", "-")
+    client, _secret = factories.connector(name=name, redirect_uris=[f"https://{slug}.example/cb"],
+                                          org_allowlist=org_allowlist)
     return client
-
-
-def person(email: str, name: str, like) -> User:
-    """A user who never signs in: borrows a hash instead of paying for argon2 again."""
-    user = User(public_id=cs.new_public_id("usr_"), email=email, name=name,
-                password_hash=like.password_hash, created_at=utcnow())
-    db.session.add(user)
-    return user
 
 
 def build_world(app) -> World:
     """Every row of the §4 table for both kinds; call inside ``app.app_context()``."""
-    config = app.config
-    catalogue = config["IDP_SCOPES"]
-    demo = seed_demo()
+    catalogue = app.config["IDP_SCOPES"]
+    demo = factories.demo_data()
     owner = accounts.find_user(demo["user"]["email"])
-    acme = db.session.scalar(
-        select(Organization).where(Organization.public_id == demo["organization"]["id"]))
+    acme = factories.org_by_id(demo["organization"]["id"])
     world = World(demo=demo, resource_server=demo["resource_server"])
 
-    other = accounts.create_org("Other Realty")
-    suspended = accounts.create_org("Suspended Realty")
-    db.session.flush()
+    other = factories.organization("Other Realty")
+    suspended = factories.organization("Suspended Realty")
     world.orgs = {"acme": acme.public_id, "other": other.public_id,
                   "suspended": suspended.public_id}
-    leaver = person("leaver@acme-realty.example", "Lee Leaver", owner)
-    stranger = person("owner@other-realty.example", "Olly Other", owner)
-    db.session.flush()
-    accounts.set_membership(leaver, acme, "admin")
-    accounts.set_membership(stranger, other, "owner")
-    accounts.set_membership(owner, suspended, "owner")
-    db.session.flush()
+    leaver = factories.person("leaver@acme-realty.example", name="Lee Leaver")
+    stranger = factories.person("owner@other-realty.example", name="Olly Other")
+    factories.membership(leaver, acme, "admin")
+    factories.membership(stranger, other, "owner")
+    factories.membership(owner, suspended, "owner")
 
-    def key(name, org=acme, scopes=READ_SCOPES, creator=owner, **kwargs):
-        row, raw = api_keys.create_key(org, name, list(scopes), catalogue, created_by=creator,
-                                      **kwargs)
-        db.session.flush()
+    def key(name, org=acme, scopes=READ_SCOPES, creator=owner, **changes):
+        row, raw = factories.api_key(org, name, scopes, creator=creator, **changes)
         world.keys[name] = raw
         world.key_ids[name] = row.public_id
         return row
@@ -136,26 +93,21 @@ def build_world(app) -> World:
     key("good")
     key("all scopes", scopes=list(catalogue))
     key("other org", org=other, creator=stranger)
-    disabled = key("disabled")
-    api_keys.set_active(disabled, False)
-    expired = key("expired", expires_at=utcnow() + timedelta(days=1))
-    deleted = key("deleted")
-    api_keys.revoke(deleted)
+    api_keys.set_active(key("disabled"), False)
+    # Past dates cannot be chosen at creation; the factory sets this one afterwards.
+    key("expired", expires_at=utcnow() - timedelta(minutes=5))
+    api_keys.revoke(key("deleted"))
     key("suspended org", org=suspended)
     key("creator left", creator=leaver)
-    db.session.flush()
-    # Past dates cannot be chosen at creation; move this one into the past afterwards.
-    db.session.execute(update(ApiKey).where(ApiKey.id == expired.id)
-                       .values(expires_at=utcnow() - timedelta(minutes=5)))
 
     zapier = clients.get_client(demo["clients"]["zapier"]["client_id"])
     off_app = _client("Switched Off App")
     fenced_app = _client("Fenced App", org_allowlist=[acme.id])
 
     def token(name, user=owner, org=acme, client=zapier, scopes=READ_SCOPES):
-        access, refresh, connection = connect(user, org, client, scopes, config)
-        world.tokens[name] = access
-        world.refresh[name] = refresh
+        connection, body = factories.connection(user, org, client, scope=" ".join(scopes))
+        world.tokens[name] = body["access_token"]
+        world.refresh[name] = body["refresh_token"]
         world.connections[name] = connection
         return connection
 
@@ -183,7 +135,7 @@ def build_world(app) -> World:
 
 def new_resource_server(name="Leads API") -> dict:
     """Register one more resource server; returns its raw credentials."""
-    server, secret = resource_servers.create(name)
+    server, secret = factories.resource_server(name)
     db.session.commit()
     return {"client_id": server.public_id, "client_secret": secret}
 

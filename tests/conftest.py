@@ -16,6 +16,11 @@ from idp.infra.extensions import db
 from idp.infra.extensions import limiter
 from tests import helpers
 
+# The factory fixtures (demo, factory), shared by every test directory. Imported rather than
+# named in pytest_plugins, which pytest allows only in the conftest at the root of the run.
+from tests.factories import demo  # noqa: F401
+from tests.factories import factory  # noqa: F401
+
 PG_URL = os.environ.get("IDP_TEST_DATABASE_URL", "")
 
 #: Settings every test app shares; generous limits so only rate-limit tests meet them.
@@ -87,12 +92,12 @@ def make_app(database_url, tmp_path):
     """Build apps through the real factory on this test's database."""
     apps = []
 
-    def factory(**overrides):
+    def build(**overrides):
         app = create_app({**BASE_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url, **overrides})
         apps.append(app)
         return app
 
-    yield factory
+    yield build
     for app in apps:
         with app.app_context():
             db.session.remove()
@@ -112,15 +117,6 @@ def app(make_app):
 def client(app):
     """Flask's test client."""
     return app.test_client()
-
-
-@pytest.fixture
-def demo(app):
-    """The demo seed: user, org, Zapier and Make clients with raw secrets."""
-    from idp.cli.demo import seed_demo
-
-    with app.app_context():
-        return seed_demo()
 
 
 @pytest.fixture

@@ -15,12 +15,8 @@ import requests
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
-from idp.core import secrets as cs
-from idp.core.clock import utcnow
 from idp.infra.extensions import db
-from idp.store import api_keys
-from idp.store.models import Organization
-from idp.store.models import ResourceServer
+from tests import factories
 from tests.helpers import ROOT
 from tests.helpers import TEST_SECRET_KEY
 from tests.helpers import LiveServer
@@ -36,18 +32,12 @@ PG_VERSION_DIR = Path("/etc/postgresql")
 
 
 def add_credentials(app, demo: dict) -> dict:
-    """A resource server and an API key for the demo org, created the way operators do."""
-    secret = cs.new_client_secret(cs.RESOURCE_SECRET_PREFIX)
+    """A resource server and an all-scopes API key for the demo org (tests/factories.py)."""
     with app.app_context():
-        server = ResourceServer(
-            public_id=cs.new_public_id("rs_"), name=f"API {secrets.token_hex(3)}",
-            secret_digest=cs.digest(secret), enabled=True, created_at=utcnow(),
-        )
-        db.session.add(server)
-        org = db.session.query(Organization).filter_by(
-            public_id=demo["organization"]["id"]).one()
-        catalogue = app.config["IDP_SCOPES"]
-        _, key = api_keys.create_key(org, f"Ops {secrets.token_hex(3)}", list(catalogue), catalogue)
+        server, secret = factories.resource_server(f"API {secrets.token_hex(3)}")
+        org = factories.org_by_id(demo["organization"]["id"])
+        _, key = factories.api_key(org, f"Ops {secrets.token_hex(3)}",
+                                   list(factories.catalogue()))
         db.session.commit()
         return {"resource_server": (server.public_id, secret), "api_key": key}
 
@@ -181,13 +171,12 @@ def pg_tools_available() -> bool:
 
 
 def seed(database_url: str, config: dict) -> dict:
-    """Seed the demo into a database from this process; demo plus operator credentials."""
+    """Make the demo data in a database from this process; demo plus operator credentials."""
     from idp import create_app
-    from idp.cli.demo import seed_demo
 
     app = create_app({**config, "SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():
-        demo = seed_demo()
+        demo = factories.demo_data()
     demo.update(add_credentials(app, demo))
     with app.app_context():
         db.session.remove()

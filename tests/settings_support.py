@@ -1,6 +1,8 @@
-"""Builders for the settings-page tests: people, organizations, keys and live connections."""
+"""Builders for the settings-page tests: people, organizations, keys and live connections.
 
-import functools
+Each builder is a thin composition of the factories in tests/factories.py.
+"""
+
 import re
 from datetime import timedelta
 
@@ -8,72 +10,42 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 
-from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import accounts
-from idp.store import api_keys
-from idp.store import clients
 from idp.store.models import ApiKey
 from idp.store.models import AuditEvent
-from idp.store.models import Client
 from idp.store.models import Connection
-from idp.store.models import Organization
-from idp.store.models import User
-from idp.store.tokens import issue_pair
-from idp.store.tokens import lifetimes
 from idp.web import sessions
+from tests.factories import PASSWORD  # noqa: F401 (the settings tests import it from here)
+from tests.factories import AppFactory
 from tests.helpers import csrf_token
 
-PASSWORD = "correct horse battery staple"
 ZAPIER_RETURN = "https://zapier.com/dashboard/auth/oauth/return/App123456CLIAPI/"
 MAKE_RETURN = "https://www.make.com/oauth/cb/app"
 #: Every raw API key the pages could leak.
 RAW_KEY = re.compile(r"fe_k_[0-9a-f]{32}")
 
 
-@functools.cache
-def password_hash() -> str:
-    """One argon2id hash of PASSWORD per run: hashing costs half a second each time."""
-    return accounts.hash_password(PASSWORD)
-
-
 def add_person(app, email: str, memberships: dict) -> str:
     """A user with ``{org public id: role}`` memberships; returns the email."""
-    with app.app_context():
-        user = User(public_id=cs.new_public_id("usr_"), email=email,
-                    name=email.split("@")[0].title(), password_hash=password_hash(),
-                    created_at=utcnow())
-        db.session.add(user)
-        db.session.flush()
-        for org_id, role in memberships.items():
-            org = db.session.scalar(select(Organization).where(Organization.public_id == org_id))
-            accounts.set_membership(user, org, role)
-        db.session.commit()
-    return email
+    return AppFactory(app).person(email, memberships)
 
 
 def add_membership(app, email: str, org_id: str, role: str) -> None:
     """Give an existing user a role in an organization."""
-    with app.app_context():
-        org = db.session.scalar(select(Organization).where(Organization.public_id == org_id))
-        accounts.set_membership(accounts.find_user(email), org, role)
-        db.session.commit()
+    AppFactory(app).member(email, org_id, role)
 
 
 def world(app) -> dict:
-    """Acme Realty with its owner, and the Zapier and Make connectors."""
-    org = add_org(app, "Acme Realty")
-    owner = add_person(app, "owner@acme-realty.example", {org: "owner"})
-    with app.app_context():
-        catalogue = app.config["IDP_SCOPES"]
-        apps = {}
-        for name, uri in (("Zapier", ZAPIER_RETURN), ("Make", MAKE_RETURN)):
-            client, secret = clients.create_client(name, [uri], " ".join(catalogue), None,
-                                                   catalogue)
-            apps[name] = {"client_id": client.public_id, "client_secret": secret,
-                          "redirect_uri": uri}
-        db.session.commit()
+    """Acme Realty with its owner, and the Zapier and Make connectors (one return URL each)."""
+    make = AppFactory(app)
+    org = make.org("Acme Realty")
+    owner = make.person("owner@acme-realty.example", {org: "owner"})
+    apps = {}
+    for kind, uri in (("zapier", ZAPIER_RETURN), ("make", MAKE_RETURN)):
+        creds = make.connector(kind, redirect_uris=[uri])
+        apps[kind.title()] = {**creds, "redirect_uri": uri}
     return {"org": org, "owner": owner, "clients": apps}
 
 
@@ -89,43 +61,19 @@ def enter(client, app, email: str) -> str:
 
 def add_org(app, name: str) -> str:
     """A new organization; returns its public id."""
-    with app.app_context():
-        org = accounts.create_org(name)
-        db.session.commit()
-        return org.public_id
+    return AppFactory(app).org(name)
 
 
 def add_key(app, org_id: str, name: str, scopes=("leads:read",), **changes) -> tuple[str, str]:
     """An API key made through idp.store.api_keys; returns (public id, raw key)."""
-    with app.app_context():
-        org = db.session.scalar(select(Organization).where(Organization.public_id == org_id))
-        key, raw = api_keys.create_key(org, name, list(scopes), app.config["IDP_SCOPES"])
-        for attribute, value in changes.items():
-            setattr(key, attribute, value)
-        db.session.commit()
-        return key.public_id, raw
+    return AppFactory(app).key(org_id, name, scopes, **changes)
 
 
 def add_connection(app, email: str, org_id: str, client_name="Zapier",
                    scope="leads:read contacts:read") -> dict:
-    """A redeemed connection with a live token pair, as the code exchange would leave it."""
-    with app.app_context():
-        user = accounts.find_user(email)
-        org = db.session.scalar(select(Organization).where(Organization.public_id == org_id))
-        client = db.session.scalar(select(Client).where(Client.name == client_name))
-        now = utcnow()
-        connection = Connection(
-            public_id=cs.new_public_id("con_"), user_id=user.id, org_id=org.id,
-            client_id=client.id, scope=scope, created_at=now - timedelta(days=3),
-            activated_at=now - timedelta(days=3),
-        )
-        db.session.add(connection)
-        db.session.flush()
-        body, _ = issue_pair(db.session, connection, lifetimes(client, app.config), scope, scope,
-                             now)
-        db.session.commit()
-        return {"id": connection.public_id, "access": body["access_token"],
-                "refresh": body["refresh_token"]}
+    """A redeemed connection, three days old, with a live token pair issued now."""
+    return AppFactory(app).connection(email, org_id, client_name, scope=scope,
+                                      age=timedelta(days=3))
 
 
 def post_form(client, page_url: str, action: str, data=None, **kwargs):
