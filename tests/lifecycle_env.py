@@ -1,7 +1,7 @@
 """The world the lifecycle tests act in: a seeded app, a frozen clock, a fault injector.
 
 Shared by the state machine and the plain lifecycle tests so both judge the endpoints the same
-way against :mod:`tests.lifecycle_model`.
+way against :mod:`tests.lifecycle_model`. Its data comes from the factories of tests/factories.py.
 """
 
 import base64
@@ -20,6 +20,7 @@ from idp.core import clock as idp_clock
 from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.infra.extensions import db
+from idp.store import accounts
 from idp.store.models import AuditEvent
 from idp.store.models import AuthorizationCode
 from idp.store.models import Client
@@ -27,8 +28,8 @@ from idp.store.models import Connection
 from idp.store.models import Membership
 from idp.store.models import Organization
 from idp.store.models import RefreshToken
-from idp.store.models import ResourceServer
 from idp.store.models import User
+from tests import factories
 from tests import lifecycle_model as lm
 from tests.helpers import authorize_params
 from tests.helpers import csrf_token
@@ -121,6 +122,15 @@ class FaultInjector:
             )
 
 
+def lifecycle_world(make_app, monkeypatch, **config) -> "World":
+    """A frozen clock, an app with ``config``, the demo data and a signed-in World."""
+    freeze_clock(monkeypatch)
+    app = make_app(**config)
+    with app.app_context():
+        demo = factories.demo_data()
+    return World(app, demo)
+
+
 class World:
     """One app, its demo data, a signed-in browser session and helpers to call every endpoint."""
 
@@ -131,29 +141,29 @@ class World:
         self.http = app.test_client()
         self.zapier = demo["clients"]["zapier"]
         self.make = demo["clients"]["make"]
-        self.rs_secret = cs.new_client_secret(cs.RESOURCE_SECRET_PREFIX)
         with app.app_context():
-            server = ResourceServer(
-                public_id=cs.new_public_id("rs_"), name="Lifecycle API",
-                secret_digest=cs.digest(self.rs_secret), enabled=True,
-                created_at=idp_clock.utcnow(),
-            )
-            other = Organization(public_id=cs.new_public_id("org_"), name="Elsewhere Homes",
-                                 created_at=idp_clock.utcnow())
-            db.session.add_all([server, other])
+            server, self.rs_secret = factories.resource_server("Lifecycle API")
+            other = factories.organization("Elsewhere Homes")
             db.session.commit()
             self.rs_id = server.public_id
             self.other_org_pk = other.id
-            org = db.session.scalar(
-                select(Organization).where(Organization.public_id == demo["organization"]["id"])
-            )
-            self.org_pk = org.id
-            user = db.session.scalar(select(User).where(User.email == demo["user"]["email"]))
+            self.org_pk = factories.org_by_id(demo["organization"]["id"]).id
+            user = accounts.find_user(demo["user"]["email"])
             self.user_id, self.user_pk = user.public_id, user.id
             self.faults = FaultInjector(db.engine)
-        flask_sign_in(self.http, demo)
+        #: The CSRF token of the current session; signing in again replaces it (see sign_in).
         self.csrf = None
         self._restores = 0
+        self.sign_in()
+
+    def sign_in(self) -> None:
+        """Sign in through the form and take the new session's CSRF token.
+
+        Signing in starts a new session, and a form token of the session before it is refused
+        (400, "This form has expired"), so every sign-in must renew the token the harness posts.
+        """
+        flask_sign_in(self.http, self.demo)
+        self.csrf = csrf_token(self.http.get("/settings/connected-apps").get_data(as_text=True))
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -172,7 +182,7 @@ class World:
             org = db.session.get(Organization, self.org_pk)
             org.suspended = False
             if self._membership() is None:
-                db.session.add(Membership(user_id=self.user_pk, org_id=self.org_pk, role="owner"))
+                factories.membership(db.session.get(User, self.user_pk), org, "owner")
             db.session.commit()
 
     def cli(self, *args: str) -> None:
@@ -236,13 +246,12 @@ class World:
         if page.status_code == 302 and page.headers["Location"].startswith("/login"):
             # The browser's session ended (idle or absolute limit) as the clock moved on:
             # sign in again, as a person would, and come back to the same request.
-            flask_sign_in(self.http, self.demo)
+            self.sign_in()
             page = self.http.get(url)
         if page.status_code != 200:
             return page.status_code, None, None, None, None
-        self.csrf = csrf_token(page.get_data(as_text=True))
         response = self.http.post(url, data={
-            "csrf_token": self.csrf, "decision": "allow",
+            "csrf_token": csrf_token(page.get_data(as_text=True)), "decision": "allow",
             "organization": self.demo["organization"]["id"],
         })
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
@@ -289,12 +298,9 @@ class World:
         return self.http.post("/oauth/revoke", data=data)
 
     def stay_signed_in(self) -> None:
-        """Sign in again if the session ended as the clock moved on, with a new CSRF token."""
-        assert self.csrf, "connect once before disconnecting (it fetches the CSRF token)"
+        """Sign in again if the session ended as the clock moved on (with a new CSRF token)."""
         if self.http.get("/settings/connected-apps").status_code == 302:
-            flask_sign_in(self.http, self.demo)
-            self.csrf = csrf_token(self.http.get("/settings/connected-apps").get_data(
-                as_text=True))
+            self.sign_in()
 
     def disconnect(self, public_id: str, *, signed_in: bool = False):
         """The Connected Apps action: a CSRF-protected POST (signing in again first if needed,

@@ -14,8 +14,7 @@ from idp.store.models import AuditEvent
 from idp.store.models import Connection
 from tests import lifecycle_model as lm
 from tests.lifecycle_env import LIFETIMES
-from tests.lifecycle_env import World
-from tests.lifecycle_env import freeze_clock
+from tests.lifecycle_env import lifecycle_world
 
 #: condition -> (how to impose it, how to lift it) on a World.
 SWITCHES = {
@@ -38,13 +37,7 @@ TABLE = [
 @pytest.fixture
 def world(make_app, monkeypatch):
     """A seeded app on the model's lifetimes, a frozen clock and a signed-in test client."""
-    from idp.cli.demo import seed_demo
-
-    freeze_clock(monkeypatch)
-    app = make_app(**LIFETIMES)
-    with app.app_context():
-        demo = seed_demo()
-    return World(app, demo)
+    return lifecycle_world(make_app, monkeypatch, **LIFETIMES)
 
 
 def connect(world) -> tuple[str, dict]:

@@ -26,7 +26,7 @@ from idp.core.scopes import parse_scope
 from tests import lifecycle_model as lm
 from tests.lifecycle_env import LIFETIMES
 from tests.lifecycle_env import World
-from tests.lifecycle_env import freeze_clock
+from tests.lifecycle_env import lifecycle_world
 from tests.lifecycle_env import random_refresh_token
 
 #: At most this many connections (live ones, all) per example keeps each example cheap.
@@ -478,14 +478,9 @@ class LifecycleMachine(RuleBasedStateMachine):
 @pytest.mark.slow
 def test_lifecycle_state_machine(make_app, monkeypatch):
     """Run the machine; a failure prints its steps and a blob for @reproduce_failure."""
-    from idp.cli.demo import seed_demo
-
-    freeze_clock(monkeypatch)
-    app = make_app(**LIFETIMES)
-    with app.app_context():
-        demo = seed_demo()
     seen = Counter()
-    machine = type("Lifecycle", (LifecycleMachine,), {"world": World(app, demo), "seen": seen})
+    world = lifecycle_world(make_app, monkeypatch, **LIFETIMES)
+    machine = type("Lifecycle", (LifecycleMachine,), {"world": world, "seen": seen})
     run_state_machine_as_test(machine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -6,21 +6,15 @@ from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from idp.core.clock import shift
 from idp.infra.extensions import db
-from tests.lifecycle_env import World
-from tests.lifecycle_env import freeze_clock
+from tests.lifecycle_env import lifecycle_world
 
 
 @pytest.fixture
 def world(make_app, monkeypatch):
     """A seeded app with a signed-in test client (see tests/lifecycle_env.py)."""
-    from idp.cli.demo import seed_demo
-
-    freeze_clock(monkeypatch)
-    app = make_app()
-    with app.app_context():
-        demo = seed_demo()
-    return World(app, demo)
+    return lifecycle_world(make_app, monkeypatch)
 
 
 def _first_pair(world):
@@ -88,3 +82,23 @@ def test_regression_disconnect_beside_a_concurrent_write_is_not_503(world, datab
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
     me = world.me(pair["access_token"])
     assert me.status_code == 401 and me.get_json()["error"]["reason"] == "token_revoked"
+
+
+def test_regression_disconnect_after_a_refused_consent_that_signed_in_again_is_not_400(world):
+    """The harness kept the CSRF token of the session before a re-sign-in.
+
+    A day on the clock ends the browser's session; the next connect signs in again, which starts
+    a new session, and the consent is refused (the person is no longer a member). The harness
+    took its CSRF token only from a consent page it was shown, so it went on posting the old
+    session's token, and Disconnect answered 400 "This form has expired" instead of the 404 of
+    a connection that has ended. Every sign-in now renews the token (World.sign_in).
+    """
+    public_id, pair = _first_pair(world)
+    assert world.revoke(pair["refresh_token"]).status_code == 200
+    world.set_member(False)
+    shift(24 * 3600)
+    before = world.csrf
+    assert world.connect()[0] == 403
+    assert world.csrf != before, "signing in again must renew the CSRF token"
+    response = world.disconnect(public_id)
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
