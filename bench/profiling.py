@@ -37,7 +37,7 @@ STAGES = (
     ("limits memory-storage timer threads", ("__schedule_expiry (",)),
     ("resource-server authentication", ("authenticate_resource_server (",)),
     ("client authentication", ("authenticate_client (",)),
-    ("credential core (authenticate_token)", ("authenticate_token (idp/core/credentials.py",)),
+    ("credential core (authenticate_token)", ("authenticate_token (idp/store/credentials.py",)),
     ("last-used bookkeeping", ("idp/store/last_used.py",)),
     ("Authlib request wrapping", ("create_oauth2_request (",)),
     ("refresh grant (rotation)", ("RefreshTokenGrant.create_token_response (",)),

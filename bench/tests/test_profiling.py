@@ -5,7 +5,7 @@ from bench.profiling import summarize
 
 RAW = "\n".join([
     "handle (gunicorn/workers/gthread.py:1);ThreadWorker.handle (gunicorn/workers/gthread.py:2);"
-    "Flask.__call__ (flask/app.py:3);authenticate_token (idp/core/credentials.py:4) 6",
+    "Flask.__call__ (flask/app.py:3);authenticate_token (idp/store/credentials.py:4) 6",
     "handle (gunicorn/workers/gthread.py:1);ThreadWorker.handle (gunicorn/workers/gthread.py:2);"
     "Flask.__call__ (flask/app.py:3);Limiter.check (flask_limiter/_extension.py:5) 2",
     "_worker (concurrent/futures/thread.py:6);Condition.wait (threading.py:7) 12",
@@ -14,7 +14,7 @@ RAW = "\n".join([
 
 def test_buckets_follow_the_file_of_the_frame():
     """Our code, libraries, and the rest."""
-    assert bucket("authenticate_token (idp/core/credentials.py:4)") == "idp (our code)"
+    assert bucket("authenticate_token (idp/store/credentials.py:4)") == "idp (our code)"
     assert bucket("Limiter.check (flask_limiter/_extension.py:5)") == "flask-limiter / limits"
     assert bucket("Condition.wait (threading.py:7)").startswith("other")
 
@@ -39,7 +39,7 @@ def test_a_wrapping_route_limit_is_not_counted_as_limiting():
     """Flask-Limiter's decorator frame encloses the view; only its own checks are limiting."""
     wrapped = ("ThreadWorker.handle (gunicorn/workers/gthread.py:2);"
                "RouteLimit.__call__.<locals>.__inner (flask_limiter/_limits.py:9);"
-               "authenticate_token (idp/core/credentials.py:4) 3")
+               "authenticate_token (idp/store/credentials.py:4) 3")
     assert "rate limiting" not in summarize(wrapped)
 
 

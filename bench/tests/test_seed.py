@@ -8,8 +8,8 @@ from bench.seed import seed
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.core.credentials import Credential
-from idp.core.credentials import authenticate_token
 from idp.infra.extensions import db
+from idp.store.credentials import authenticate_token
 from idp.store.models import AuthorizationCode
 from idp.store.models import Client
 from idp.store.models import RefreshToken

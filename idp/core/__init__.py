@@ -1,5 +1,7 @@
-"""The credential core: no Flask request, session or app context inside.
+"""The pure rules: bearer answers, credential judgement, scopes, secrets, the clock.
 
-Everything here takes its database session, clock and settings as arguments so that
-introspection, ``/api/v1/me``, the token endpoint and the tests reach the same code.
+Nothing here imports Flask, Werkzeug, SQLAlchemy, Authlib, or any of idp outside ``idp.core``
+(tests/core/test_core_purity.py checks this transitively). Callers pass in plain rows, the
+clock reading and the settings, so introspection, ``/api/v1/me``, the token endpoint and the
+tests reach the same code.
 """

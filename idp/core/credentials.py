@@ -1,18 +1,15 @@
-"""Judge a raw bearer: the one place API keys and OAuth access tokens are authenticated.
+"""Judge a bearer: the one place API keys and OAuth access tokens are decided (SPEC §4).
 
-Lookup and judgement are two steps (find the row by digest, then apply SPEC §4 in order).
-Nothing here touches Flask; the caller passes the session, the clock and the raw value.
+Lookup and judgement are two steps, as in Authlib: ``idp.store.credentials`` finds the one row
+a bearer can match (by its digest) and hands it here as a plain row; this module applies the
+§4 rows in their fixed order. Nothing here touches Flask or a database: a row, a clock reading
+and a raw value go in, a :class:`Credential` or a :class:`Denial` comes out.
 """
 
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy import and_
-from sqlalchemy import bindparam
-from sqlalchemy import or_
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import NamedTuple
 
 from idp.core import secrets as cs
 from idp.core.bearer import MALFORMED
@@ -23,88 +20,67 @@ from idp.core.bearer import check_shape
 from idp.core.bearer import denial
 from idp.core.bearer import parse_authorization
 from idp.core.scopes import parse_scope
-from idp.store.models import AccessToken
-from idp.store.models import ApiKey
-from idp.store.models import Client
-from idp.store.models import Connection
-from idp.store.models import Membership
-from idp.store.models import Organization
-from idp.store.models import User
 
 #: Re-exported so callers judge and parse from one module.
 __all__ = [
-    "CONNECTION_MEMBERSHIP", "MALFORMED", "MISSING", "UNKNOWN", "Credential", "Denial",
-    "authenticate", "authenticate_token", "check_shape", "connection_denial",
-    "parse_authorization", "require_scopes",
+    "API_KEY", "MALFORMED", "MISSING", "OAUTH", "UNKNOWN", "AccessTokenRow", "ApiKeyRow",
+    "Credential", "Denial", "bearer_kind", "check_shape", "connection_denial", "judge_access_token",
+    "judge_api_key", "parse_authorization", "require_scopes",
 ]
 
+#: The two kinds of bearer, as :attr:`Credential.kind` names them.
+API_KEY = "api_key"
+OAUTH = "oauth"
 
-# Built once at import: a statement rebuilt per call costs its construction and its cache-key
-# computation on every request; a module-level one keeps the key memoized (PERFORMANCE.md §1).
-#: One API key and its organization, by the digest of the presented key: its current secret,
-#: or the one a roll replaced (judged against the overlap below).
-_API_KEY_BY_DIGEST = (
-    select(
-        ApiKey.id,
-        ApiKey.previous_digest,
-        ApiKey.previous_revoke_at,
-        ApiKey.public_id,
-        ApiKey.name,
-        ApiKey.scopes,
-        ApiKey.active,
-        ApiKey.created_at,
-        ApiKey.expires_at,
-        ApiKey.last_used_at,
-        Organization.public_id,
-        Organization.name,
-        Organization.suspended,
-    )
-    .join(Organization, Organization.id == ApiKey.org_id)
-    .where(or_(ApiKey.digest == bindparam("digest"),
-               ApiKey.previous_digest == bindparam("digest")))
-)
-#: Join condition: the membership that keeps a connection's user in its organization (a
-#: connection whose user has left answers org_unbound; refresh judges the same way).
-CONNECTION_MEMBERSHIP = and_(
-    Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id
-)
-#: One access token with everything §4 judges, by the digest of the presented token.
-_ACCESS_TOKEN_BY_DIGEST = (
-    select(
-        AccessToken.scope,
-        AccessToken.issued_at,
-        AccessToken.expires_at,
-        Connection.id,
-        Connection.public_id,
-        Connection.ended_at,
-        Connection.last_used_at,
-        Organization.id,
-        Organization.public_id,
-        Organization.name,
-        Organization.suspended,
-        User.public_id,
-        User.email,
-        User.name,
-        Client.public_id,
-        Client.name,
-        Client.enabled,
-        Client.org_allowlist,
-        Membership.id,
-    )
-    .join(Connection, Connection.id == AccessToken.connection_id)
-    .join(Organization, Organization.id == Connection.org_id)
-    .join(User, User.id == Connection.user_id)
-    .join(Client, Client.id == Connection.client_id)
-    .outerjoin(Membership, CONNECTION_MEMBERSHIP)
-    .where(AccessToken.digest == bindparam("digest"))
-)
+
+class ApiKeyRow(NamedTuple):
+    """What §4 judges an API key by; the store selects exactly these columns, in this order."""
+
+    pk: int
+    previous_digest: str | None
+    previous_revoke_at: datetime | None
+    key_id: str
+    name: str
+    scopes: str
+    active: bool
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    org_id: str
+    org_name: str
+    suspended: bool
+
+
+class AccessTokenRow(NamedTuple):
+    """What §4 judges an access token by: the token, its connection, client, org and user."""
+
+    scope: str
+    issued_at: datetime
+    expires_at: datetime
+    connection_pk: int
+    connection_id: str
+    ended_at: datetime | None
+    last_used_at: datetime | None
+    org_pk: int
+    org_id: str
+    org_name: str
+    suspended: bool
+    user_id: str
+    user_email: str
+    user_name: str
+    client_id: str
+    client_name: str
+    client_enabled: bool
+    org_allowlist: list | None
+    #: The membership that keeps the connection's user in its organization, or None.
+    membership_pk: int | None
 
 
 @dataclass(frozen=True)
 class Credential:
     """An authenticated bearer, whichever kind it is."""
 
-    kind: str  # "api_key" or "oauth"
+    kind: str  # API_KEY or OAUTH
     org_id: str
     org_name: str
     scopes: frozenset[str]
@@ -125,44 +101,32 @@ class Credential:
     @property
     def rate_key(self) -> str:
         """What rate limits count against: the key or the connection (SPEC §10)."""
-        return self.key_id if self.kind == "api_key" else self.connection_id
+        return self.key_id if self.kind == API_KEY else self.connection_id
 
 
-def authenticate(session: Session, authorization: str | None, now: datetime) -> Credential | Denial:
-    """Judge an Authorization header value (or None) at time ``now``."""
-    token = parse_authorization(authorization)
-    if isinstance(token, Denial):
-        return token
-    return authenticate_token(session, token, now)
+def bearer_kind(token: str) -> str | Denial:
+    """Which table a raw bearer belongs to (API_KEY or OAUTH), or why it is judged unseen.
 
-
-def authenticate_token(
-    session: Session, token: str, now: datetime
-) -> Credential | Denial:
-    """Judge a raw token value: an ``fe_k_`` API key or an ``fe_at_`` access token.
-
-    The prefix alone says which table to ask, so each call makes at most one indexed lookup
-    by digest, and a value of no known shape makes none.
+    The prefix alone decides, so a value of no known shape is refused before any lookup.
     """
     bad = check_shape(token)
     if bad:
         return bad
     if cs.API_KEY_PATTERN.fullmatch(token):
-        return _judge_api_key(session, token, now)
+        return API_KEY
     if cs.ACCESS_TOKEN_PATTERN.fullmatch(token):
-        return _judge_access_token(session, token, now)
+        return OAUTH
     # Refresh tokens, codes, secrets and anything else are never bearers here.
     return UNKNOWN
 
 
-def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | Denial:
+def judge_api_key(row: ApiKeyRow | None, presented: str, now: datetime) -> Credential | Denial:
     """SPEC §4 for API keys: unknown, disabled, expired, suspended organization.
 
-    A key belongs to its organization, not to the person who made it: it keeps working when
-    its creator leaves. A suspended organization is an org binding that no longer holds.
+    ``row`` is the key found by ``presented`` (the digest of the raw key), current or rolled
+    away. A key belongs to its organization, not to the person who made it: it keeps working
+    when its creator leaves. A suspended organization is an org binding that no longer holds.
     """
-    presented = cs.digest(token)
-    row = session.execute(_API_KEY_BY_DIGEST, {"digest": presented}).first()
     if row is None:
         return UNKNOWN
     (key_pk, previous, revoke_at, key_id, name, scopes, active, created, expires, last_used,
@@ -180,7 +144,7 @@ def _judge_api_key(session: Session, token: str, now: datetime) -> Credential | 
     if suspended:
         return denial("org_unbound")
     return Credential(
-        kind="api_key",
+        kind=API_KEY,
         org_id=org_id,
         org_name=org_name,
         scopes=frozenset(parse_scope(scopes)),
@@ -207,9 +171,8 @@ def connection_denial(
     return None
 
 
-def _judge_access_token(session: Session, token: str, now: datetime) -> Credential | Denial:
-    """SPEC §4 for OAuth access tokens, in one indexed query."""
-    row = session.execute(_ACCESS_TOKEN_BY_DIGEST, {"digest": cs.digest(token)}).first()
+def judge_access_token(row: AccessTokenRow | None, now: datetime) -> Credential | Denial:
+    """SPEC §4 for OAuth access tokens: unknown, revoked, expired, then the connection's rows."""
     if row is None:
         return UNKNOWN
     (scope, issued, expires, con_pk, con_id, ended_at, last_used, org_pk, org_id, org_name,
@@ -226,7 +189,7 @@ def _judge_access_token(session: Session, token: str, now: datetime) -> Credenti
     if refusal:
         return refusal
     return Credential(
-        kind="oauth",
+        kind=OAUTH,
         org_id=org_id,
         org_name=org_name,
         scopes=frozenset(parse_scope(scope)),

@@ -25,6 +25,10 @@ API_KEY_PATTERN = re.compile(r"fe_k_[0-9a-f]{32}")
 #: OAuth tokens carry 256 bits as 43 url-safe base64 characters.
 ACCESS_TOKEN_PATTERN = re.compile(r"fe_at_[A-Za-z0-9_-]{43}")
 REFRESH_TOKEN_PATTERN = re.compile(r"fe_rt_[A-Za-z0-9_-]{43}")
+#: Width of every stored public id (``cli_…``, ``rs_…``, ``org_…``); ours are 24 characters.
+PUBLIC_ID_LENGTH = 40
+#: Longest client_id (connector or resource server) worth a lookup: no wider one can be stored.
+MAX_CLIENT_ID = PUBLIC_ID_LENGTH
 
 
 def new_api_key() -> str:
@@ -55,6 +59,11 @@ def new_client_secret(prefix: str = CLIENT_SECRET_PREFIX) -> str:
 def new_public_id(prefix: str) -> str:
     """Return a public identifier such as ``con_…``; never a row number."""
     return prefix + secrets.token_hex(10)
+
+
+def plausible_client_id(value: str | None) -> bool:
+    """Whether a presented client_id may name a client at all: present and not over-long."""
+    return bool(value) and len(value) <= MAX_CLIENT_ID
 
 
 def digest(raw: str) -> str:

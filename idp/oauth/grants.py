@@ -22,13 +22,13 @@ from sqlalchemy import update
 
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
-from idp.core.credentials import CONNECTION_MEMBERSHIP
 from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
 from idp.infra import metrics
 from idp.infra.extensions import db
 from idp.store import audit
+from idp.store.credentials import CONNECTION_MEMBERSHIP
 from idp.store.database import begin_write
 from idp.store.database import write_now
 from idp.store.models import AuthorizationCode

@@ -23,8 +23,6 @@ from idp.store.models import ResourceServer
 MEMO_SECONDS = 5.0
 #: At most this many remembered checks per app; a full memo is emptied, never grown.
 MEMO_SIZE = 256
-#: Longest client_id looked up; anything longer is not ours.
-MAX_CLIENT_ID = 64
 
 #: The three columns a check needs, by public client_id (built once: PERFORMANCE.md §1, §2).
 _BY_PUBLIC_ID = select(
@@ -73,7 +71,7 @@ def check(session: Session, memo: Memo, client_id: str | None, secret: str | Non
     Only successes are remembered, and by the digest of the secret, never the raw value; a
     wrong secret always reaches the constant-time comparison with the stored digest.
     """
-    if not client_id or not secret or len(client_id) > MAX_CLIENT_ID:
+    if not secret or not cs.plausible_client_id(client_id):
         return None
     presented = cs.digest(secret)
     key = (client_id, presented)

@@ -21,7 +21,6 @@ from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.core.clock import utcnow
 from idp.core.credentials import Credential
-from idp.core.credentials import authenticate_token
 from idp.core.scopes import join_scope
 from idp.infra.extensions import db
 from idp.oauth import limits
@@ -30,6 +29,7 @@ from idp.oauth.grants import AuthorizationCodeGrant
 from idp.oauth.grants import RefreshTokenGrant
 from idp.oauth.grants import S256CodeChallenge
 from idp.store import last_used
+from idp.store.credentials import authenticate_token
 from idp.store.database import reading
 from idp.store.models import AccessToken
 from idp.store.models import Client
@@ -72,7 +72,7 @@ _CLIENT_BY_PUBLIC_ID = select(
 
 def query_client(client_id) -> ClientRecord | None:
     """Find a connector client by its public client_id."""
-    if not client_id or len(client_id) > 64:
+    if not cs.plausible_client_id(client_id):
         return None
     row = db.session.connection().execute(_CLIENT_BY_PUBLIC_ID, {"public_id": client_id}).first()
     if row is None:

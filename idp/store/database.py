@@ -128,8 +128,8 @@ def reading(engine: Engine):
         options = {NO_BEGIN: True}
     else:
         options = {"isolation_level": "AUTOCOMMIT"}
-    with engine.connect().execution_options(**options) as connection:
-        yield connection
+    with engine.connect().execution_options(**options) as conn:
+        yield conn
 
 
 def read_then_write(session) -> None:
@@ -149,12 +149,12 @@ def write_now(session) -> None:
     otherwise it is :func:`begin_write`. On PostgreSQL nothing is needed: each statement sees
     the latest commits and the writes take their own row locks.
     """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
         return
-    if connection.get_execution_options().get(NO_BEGIN):
+    if conn.get_execution_options().get(NO_BEGIN):
         with metrics.LockWait("sqlite_write"):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         begin_write(session)
 

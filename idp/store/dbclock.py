@@ -100,8 +100,8 @@ def measure(engine: Engine) -> clock.Anchor | None:
     """Read the database's clock now and use it; None on SQLite, whose host clock is the one."""
     if engine.dialect.name == "sqlite":
         return None
-    with engine.connect() as connection:
-        reading = read(connection.connection.dbapi_connection)
+    with engine.connect() as conn:
+        reading = read(conn.connection.dbapi_connection)
     settle(reading)
     return reading
 

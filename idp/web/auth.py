@@ -12,6 +12,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from idp.core.clock import utcnow
+from idp.core.secrets import plausible_client_id
 from idp.infra.extensions import db
 from idp.signin import login_limits
 from idp.signin import two_step as twostep
@@ -43,7 +44,7 @@ def asking_app(target: str | None) -> str | None:
     if parts.path != url_for("oauth.authorize"):
         return None
     client_id = (parse_qs(parts.query).get("client_id") or [""])[0]
-    if not client_id or len(client_id) > 64:
+    if not plausible_client_id(client_id):
         return None
     client = db.session.scalar(select(Client).where(Client.public_id == client_id))
     return client.name if client is not None and client.enabled else None

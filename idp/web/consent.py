@@ -90,7 +90,7 @@ def _precheck():
                                      next_step=restart(None, support=True))
     client_id = args.get("client_id")
     client = db.session.scalar(select(Client).where(Client.public_id == client_id)) if (
-        client_id and len(client_id) <= 64) else None
+        cs.plausible_client_id(client_id)) else None
     if client is None:
         return None, _error_page("The app asking to connect is not registered with FlowEstate.",
                                  next_step=restart(None, support=True))

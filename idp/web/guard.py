@@ -1,4 +1,8 @@
-"""Protect a view of this app with the credential core (SPEC §4, §10), in-process."""
+"""Protect a view of this app with the credential core (SPEC §4, §10), in-process.
+
+The bearer is judged by ``idp.store.credentials.authenticate`` (one lookup, then the core's
+§4 rules) on a read connection; this module only turns the verdict into a response.
+"""
 
 import time
 from functools import wraps
@@ -14,12 +18,12 @@ from idp.core.bearer import denial_parts
 from idp.core.bearer import www_authenticate
 from idp.core.clock import utcnow
 from idp.core.credentials import Credential
-from idp.core.credentials import authenticate
 from idp.core.credentials import require_scopes
 from idp.infra import ratelimit
 from idp.infra import throttle
 from idp.infra.extensions import db
 from idp.store import last_used
+from idp.store.credentials import authenticate
 from idp.store.database import reading
 
 __all__ = ["denial_response", "json_response", "require_bearer", "www_authenticate"]
@@ -67,8 +71,8 @@ def require_bearer(*scopes: str, rate_limit: bool = True):
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            with reading(db.engine) as connection:
-                result = authenticate(connection, request.headers.get("Authorization"), utcnow())
+            with reading(db.engine) as conn:
+                result = authenticate(conn, request.headers.get("Authorization"), utcnow())
             if isinstance(result, Denial):
                 return denial_response(result)
             g.credential = result

@@ -11,6 +11,7 @@ from flask import jsonify
 from flask import request
 from sqlalchemy import select
 
+from idp.core.secrets import plausible_client_id
 from idp.infra.extensions import db
 from idp.store.models import Client
 
@@ -80,7 +81,7 @@ def form_targets() -> list[str]:
     if request.endpoint not in AUTHORIZATION_PAGES:
         return []
     client_id = _authorization_client_id()
-    if not client_id or len(client_id) > 64:
+    if not plausible_client_id(client_id):
         return []
     uris = db.session.scalar(
         select(Client.redirect_uris).where(Client.public_id == client_id, Client.enabled.is_(True))

@@ -178,8 +178,8 @@ class ServerSessions(SecureCookieSessionInterface):
                    UserSession.last_seen_at, UserSession.expires_at)
         try:
             # A unique-index lookup of a digest: nothing to compare in constant time.
-            with reading(db.engine) as connection:
-                row = connection.execute(
+            with reading(db.engine) as conn:
+                row = conn.execute(
                     select(*columns).where(UserSession.digest == cs.digest(raw),
                                            live(now, app.config))
                 ).first()
@@ -223,8 +223,8 @@ class ServerSessions(SecureCookieSessionInterface):
             # The request's own work is committed or abandoned by now; dropping its
             # transaction frees any SQLite write lock that this write would wait for.
             db.session.rollback()
-            with db.engine.begin() as connection:
-                connection.execute(
+            with db.engine.begin() as conn:
+                conn.execute(
                     update(UserSession)
                     .where(UserSession.id == session.record_id, UserSession.ended_at.is_(None))
                     .values(data=data, last_seen_at=utcnow())

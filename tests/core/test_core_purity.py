@@ -1,143 +1,162 @@
-"""The credential core stays Flask-free, refuses garbage without the database, and makes one
-indexed lookup per judgement."""
+"""idp/core is pure: importing any of it loads no Flask, Werkzeug, SQLAlchemy or Authlib, and
+nothing of idp outside idp.core, not even through another module.
+
+One checker, :func:`core_impurities`, judges both the real core and a deliberately impure
+package, so a checker that stops looking fails the second test instead of passing the first.
+"""
 
 import ast
-from datetime import datetime
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-from sqlalchemy import event
-
-from idp.core import credentials
-from idp.core.clock import utcnow
-from idp.infra.extensions import db
-from idp.store.models import AccessToken
-from idp.store.models import ApiKey
-from tests.bearer_world import build_world
-from tests.bearer_world import random_access_token
-from tests.bearer_world import random_key
-
 CORE = Path(__file__).resolve().parents[2] / "idp" / "core"
-#: Modules whose import would let the core reach a request, g, session or app.
-FORBIDDEN_MODULES = ("flask", "werkzeug", "idp.infra.extensions", "idp.web.guard", "idp.views")
-#: Names that only exist inside a Flask request or app context.
+#: Packages the core must never load, directly or through anything it imports.
+FORBIDDEN_PACKAGES = ("flask", "werkzeug", "sqlalchemy", "authlib")
+#: Names that only exist inside a Flask request or app context, whatever they are imported from.
 FORBIDDEN_NAMES = {"request", "g", "session", "current_app", "has_request_context"}
-NOW = datetime(2026, 12, 1, 12, 0, 0)
+#: ``db.session`` or ``flask.g`` style reaches for the app's state.
+FORBIDDEN_ATTRIBUTES = {("db", "session"), ("flask", "request"), ("flask", "g")}
+
+#: Run in a fresh interpreter: import every module of the package named by argv[2], with argv[1]
+#: (JSON) as sys.path, then report what was imported, from which files, and what got loaded.
+IMPORT_EVERY_MODULE = """
+import importlib, json, pkgutil, sys
+sys.path[:0] = json.loads(sys.argv[1])
+core = sys.argv[2]
+package = importlib.import_module(core)
+names = [core] + [info.name for info in pkgutil.walk_packages(package.__path__, core + ".")]
+files = {name: importlib.import_module(name).__file__ for name in names}
+print(json.dumps({"files": files, "loaded": sorted(sys.modules)}))
+"""
 
 
-def core_modules():
-    """Every Python file of idp/core."""
-    return sorted(CORE.glob("*.py"))
+@dataclass
+class Report:
+    """What the checker imported (module name -> file) and every rule it found broken."""
+
+    checked: dict[str, str]
+    violations: set[str]
 
 
-@pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.name)
-def test_core_module_imports_nothing_from_flask(path):
-    tree = ast.parse(path.read_text(), filename=str(path))
+def forbidden(module: str, core: str) -> bool:
+    """Whether the core package ``core`` may not depend on ``module``."""
+    top = module.partition(".")[0]
+    if top in FORBIDDEN_PACKAGES or top.startswith("flask_"):
+        return True
+    root = core.partition(".")[0]
+    inside = module == core or module.startswith(core + ".")
+    return top == root and module != root and not inside
+
+
+def imported_modules(tree: ast.AST, module: str, is_package: bool):
+    """(line, absolute module name, imported names) of every import anywhere in ``tree``."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            for alias in node.names:
+                yield node.lineno, alias.name, set()
         elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-            assert not {a.name for a in node.names} & FORBIDDEN_NAMES, (path.name, node.lineno)
-        else:
-            continue
-        for name in names:
-            assert not name.startswith(FORBIDDEN_MODULES), (path.name, name, node.lineno)
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".")
+                parent = parts if is_package else parts[:-1]
+                parent = parent[: len(parent) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            yield node.lineno, base, {alias.name for alias in node.names}
 
 
-@pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.name)
-def test_core_module_never_reaches_for_the_app_session(path):
-    """No ``db.session`` or ``flask.g`` style attribute access either."""
+def static_violations(module: str, path: Path, core: str) -> set[str]:
+    """Imports the source of ``module`` writes anywhere, even inside a function body."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for line, name, names in imported_modules(tree, module, path.name == "__init__.py"):
+        if forbidden(name, core):
+            found.add(f"{module} imports {name} (line {line})")
+        for bad in sorted(names & FORBIDDEN_NAMES):
+            found.add(f"{module} imports {bad} from {name} (line {line})")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            assert (node.value.id, node.attr) not in {("db", "session"), ("flask", "request"),
-                                                      ("flask", "g")}, (path.name, node.lineno)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+                (node.value.id, node.attr) in FORBIDDEN_ATTRIBUTES):
+            found.add(f"{module} uses {node.value.id}.{node.attr} (line {node.lineno})")
+    return found
 
 
-def test_the_purity_check_would_catch_a_flask_import(tmp_path):
-    """The check above is not vacuous: it flags the import it looks for."""
-    tree = ast.parse("from flask import request\n")
-    node = tree.body[0]
-    assert node.module.startswith(FORBIDDEN_MODULES)
-    assert {a.name for a in node.names} & FORBIDDEN_NAMES
+def core_impurities(core: str, search_path: list[str]) -> Report:
+    """Import every module of ``core`` in a fresh interpreter and judge what that loaded.
+
+    Transitive: whatever ends up in ``sys.modules`` counts, however it got there. Static: every
+    import written in a core module counts, including ones inside functions that importing
+    alone would never run.
+    """
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_EVERY_MODULE, json.dumps(search_path), core],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    root = core.partition(".")[0]
+    violations = {
+        # A library's own submodules add nothing: name the package once.
+        f"loads {name if name.startswith(root + '.') else name.partition('.')[0]}"
+        for name in result["loaded"] if forbidden(name, core)
+    }
+    for module, file in result["files"].items():
+        violations |= static_violations(module, Path(file), core)
+    return Report(checked=result["files"], violations=violations)
 
 
-class NoDatabase:
-    """A session that fails the test on any use."""
-
-    def __getattr__(self, name):
-        raise AssertionError(f"the core touched the database ({name}) for garbage input")
-
-
-GARBAGE = [
-    None,
-    "",
-    "Basic dXNlcjpwYXNz",
-    "Bearer",
-    "Bearer ",
-    "Bearer fe_k_0123456789abcdef0123456789abcde",
-    "Bearer fe_k_0123456789ABCDEF0123456789ABCDEF",
-    "Bearer fe_k_0123456789abcdef0123456789abcdef0",
-    "Bearer fe_k_" + "a" * 10240,
-    "Bearer fe_at_" + "A" * 10240,
-    "Bearer fe_at_" + "é" * 43,
-    "Bearer two tokens",
-    "Bearer fe_rt_" + "A" * 43,
-    "Bearer fe_at_tooshort",
-    "Bearer <script>",
-]
+def test_importing_the_core_loads_nothing_impure():
+    report = core_impurities("idp.core", sys.path)
+    expected = {f"idp.core.{path.stem}" for path in CORE.glob("*.py")} - {"idp.core.__init__"}
+    assert expected <= set(report.checked), "every module of idp/core was imported"
+    assert report.violations == set()
 
 
-@pytest.mark.parametrize("header", GARBAGE, ids=lambda h: repr(h)[:40])
-def test_garbage_is_judged_without_the_database(header):
-    verdict = credentials.authenticate(NoDatabase(), header, NOW)
-    assert isinstance(verdict, credentials.Denial)
-    assert verdict.status == 401
-    assert verdict.reason in ("missing_authorization", "malformed_authorization", "unknown_token")
+def write(root: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (relative path -> source) under ``root``."""
+    for name, source in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
 
 
-@pytest.fixture
-def counted(app):
-    """The world, plus a list that records every SQL statement sent while it is open."""
-    statements = []
-    with app.app_context():
-        world = build_world(app)
-
-        def record(conn, cursor, statement, parameters, context, executemany):
-            statements.append(statement)
-
-        event.listen(db.engine, "before_cursor_execute", record)
-        try:
-            yield world, statements
-        finally:
-            event.remove(db.engine, "before_cursor_execute", record)
-
-
-#: One credential of each kind and state; each must cost exactly one SELECT.
-PICKS = {
-    "key": lambda w: w.keys["good"], "disabled key": lambda w: w.keys["disabled"],
-    "deleted key": lambda w: w.keys["deleted"], "unknown key": lambda w: random_key(),
-    "token": lambda w: w.tokens["good"], "revoked token": lambda w: w.tokens["revoked"],
-    "unbound token": lambda w: w.tokens["membership removed"],
-    "unknown token": lambda w: random_access_token(),
-}
-
-
-def test_one_lookup_by_digest_per_judgement(counted):
-    world, statements = counted
-    db.session.commit()
-    for name, pick in PICKS.items():
-        token = pick(world)
-        statements.clear()
-        credentials.authenticate(db.session, "Bearer " + token, utcnow())
-        selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-        assert len(selects) == 1, (name, selects)
-        assert "digest" in selects[0], name
-        # SQLite's explicit BEGIN (idp/store/database.py) is the only other statement allowed.
-        assert [s for s in statements if s not in selects and s != "BEGIN"] == [], name
-
-
-@pytest.mark.parametrize("model", [ApiKey, AccessToken])
-def test_digest_columns_are_unique_and_so_indexed(model):
-    assert model.__table__.c.digest.unique is True
+def test_the_checker_catches_impurity_however_it_arrives(tmp_path):
+    """A probe package whose core breaks each rule once, mostly through a second module."""
+    write(tmp_path, {
+        "probe/__init__.py": "",
+        "probe/core/__init__.py": "",
+        # Clean, but imports a module outside the package that loads Werkzeug.
+        "probe/core/rules.py": "import probe_shim\nfrom probe.core import helpers\n",
+        "probe/core/helpers.py": "LIMIT = 3\n",
+        "probe_shim.py": "import werkzeug\n",
+        # Reaches the store, which loads SQLAlchemy.
+        "probe/core/reach.py": "from probe.store import rows\n",
+        "probe/store/__init__.py": "",
+        "probe/store/rows.py": "import sqlalchemy\n",
+        # A late import runs only when called: only the static check can see it.
+        "probe/core/late.py": "def view():\n    from flask import request\n    return request\n",
+        # A relative import out of the core, and a reach for the app's session.
+        "probe/core/sub/__init__.py": "",
+        "probe/core/sub/deep.py": (
+            "from ...web import forms\n\n\ndef f(db):\n    return db.session\n"),
+        "probe/web/__init__.py": "",
+        "probe/web/forms.py": "",
+    })
+    report = core_impurities("probe.core", [str(tmp_path), *sys.path])
+    assert {"probe.core.rules", "probe.core.reach", "probe.core.late",
+            "probe.core.sub.deep"} <= set(report.checked)
+    assert report.violations == {
+        "loads werkzeug",
+        "loads probe.store",
+        "loads probe.store.rows",
+        "loads sqlalchemy",
+        "loads probe.web",
+        "loads probe.web.forms",
+        "probe.core.reach imports probe.store (line 1)",
+        "probe.core.late imports flask (line 2)",
+        "probe.core.late imports request from flask (line 2)",
+        "probe.core.sub.deep imports probe.web (line 1)",
+        "probe.core.sub.deep uses db.session (line 5)",
+    }

@@ -11,9 +11,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from idp.core.clock import utcnow
-from idp.core.credentials import authenticate
 from idp.infra.extensions import db
 from idp.store import last_used
+from idp.store.credentials import authenticate
 from idp.store.models import ApiKey
 from idp.store.models import Connection
 from tests.bearer_world import build_world
