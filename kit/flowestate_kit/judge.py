@@ -5,14 +5,12 @@
 :class:`Bearer` or the SPEC §4 :class:`~flowestate_kit.answers.Denial`, and knows nothing of
 requests or responses.
 
-Values that cannot be a credential are refused here, without a call. Verdicts are cached,
-keyed by a SHA-256 digest of the token (never the token itself): an active one for at most
-``min(active_ttl, exp - now)`` and an inactive one for at most ``inactive_ttl`` seconds (5 s
-at most, SPEC §11), so a disabled key or an ended connection stops working within
-``active_ttl`` (30 s by default). Active verdicts are held in a cache of at most
-``cache_size``, inactive ones in their own of at most ``inactive_cache_size``, least recently
-used out first: a flood of made-up bearers churns only the second and never pushes out the
-verdicts real callers rely on.
+Values that cannot be a credential are refused here, without a call. Verdicts are cached
+(:mod:`flowestate_kit.cache`), keyed by a SHA-256 digest of the token: an active one for at
+most ``min(active_ttl, exp - now)`` and an inactive one for at most ``inactive_ttl`` seconds
+(5 s at most, SPEC §11), so a disabled key or an ended connection stops working within
+``active_ttl`` (30 s by default); at most ``cache_size`` active and ``inactive_cache_size``
+inactive verdicts are held.
 
 Bearers the judge does not know (not cached) reach the IdP only while the caller (its address,
 as the adapter names it) has had fewer than ``unknown_rate_limit`` bearers the IdP does not
@@ -32,9 +30,7 @@ the credential is dead when only the judge was away.
 import hashlib
 import ipaddress
 import re
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlsplit
@@ -48,6 +44,7 @@ from flowestate_kit.answers import Denial
 from flowestate_kit.answers import check_shape
 from flowestate_kit.answers import denial_from_dict
 from flowestate_kit.answers import parse_authorization
+from flowestate_kit.cache import VerdictCache
 
 #: Kinds of bearer introspection may call active.
 TOKEN_TYPES = ("api_key", "access_token")
@@ -189,11 +186,8 @@ class Judge:
         self.timeout = timeout
         self.unknown_rate_limit = unknown_rate_limit
         self.shared_counters = shared_counters
-        self.cache_size = cache_size
-        self.inactive_cache_size = inactive_cache_size
-        self._cache: OrderedDict[str, tuple[Bearer | Denial, float]] = OrderedDict()
-        self._inactive: OrderedDict[str, tuple[Bearer | Denial, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        #: Verdicts by SHA-256 digest of the token, never the token itself.
+        self.verdicts = VerdictCache(cache_size, inactive_cache_size, clock)
         self._local = FixedWindowRateLimiter(counting.LocalCounters())
 
     def judge(self, authorization: str | None, caller: str | None = None) -> Bearer | Denial:
@@ -209,7 +203,7 @@ class Judge:
         if bad:
             return bad
         key = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        cached = self._lookup(key)
+        cached = self.verdicts.get(key)
         if cached is not None:
             return cached
         limited = caller is not None and self.unknown_rate_limit is not None
@@ -218,7 +212,7 @@ class Judge:
             if refused is not None and not refused.allowed:
                 raise CallerLimited(refused)
         verdict, ttl = self._introspect(token)
-        self._remember(key, verdict, ttl)
+        self.verdicts.put(key, verdict, ttl, active=isinstance(verdict, Bearer))
         if limited and isinstance(verdict, Denial) and verdict.reason == "unknown_token":
             self._unknown_counter(counting.count, caller)
         return verdict
@@ -245,45 +239,13 @@ class Judge:
             ttl = min(ttl, bearer.expires_at - self.wall_clock())
         return bearer, ttl
 
-    def _lookup(self, key: str) -> Bearer | Denial | None:
-        """A verdict still within its cache time, or None."""
-        with self._lock:
-            for cache in (self._cache, self._inactive):
-                entry = cache.get(key)
-                if entry is None:
-                    continue
-                verdict, deadline = entry
-                if deadline <= self.clock():
-                    del cache[key]
-                    return None
-                cache.move_to_end(key)
-                return verdict
-            return None
-
-    def _remember(self, key: str, verdict: Bearer | Denial, ttl: float) -> None:
-        """Cache a verdict for ``ttl`` seconds, evicting the least recently used past the bound
-        of its own cache (active and inactive verdicts never evict each other)."""
-        active = isinstance(verdict, Bearer)
-        cache, size = (self._cache, self.cache_size) if active else (
-            self._inactive, self.inactive_cache_size)
-        if ttl <= 0 or size == 0:
-            return
-        with self._lock:
-            cache[key] = (verdict, self.clock() + ttl)
-            cache.move_to_end(key)
-            while len(cache) > size:
-                cache.popitem(last=False)
-
     def cache_len(self) -> int:
         """How many verdicts are cached now (expired ones included until evicted)."""
-        with self._lock:
-            return len(self._cache) + len(self._inactive)
+        return len(self.verdicts)
 
     def clear_cache(self) -> None:
         """Forget every cached verdict (for example after an incident)."""
-        with self._lock:
-            self._cache.clear()
-            self._inactive.clear()
+        self.verdicts.clear()
 
     def _unknown_counter(self, operation, caller: str) -> counting.Usage | None:
         """Peek at or count the caller's unknown bearers: in the shared counters while they

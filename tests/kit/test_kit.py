@@ -121,7 +121,7 @@ def test_cache_keys_are_digests_never_tokens(world, transport):
     raws = [world.keys["good"], world.tokens["good"], random_key()]
     for raw in raws:
         kit.judge("Bearer " + raw)
-    keys = list(kit._cache) + list(kit._inactive)
+    keys = list(kit.verdicts.active) + list(kit.verdicts.inactive)
     assert len(keys) == 3
     for key in keys:
         assert re.fullmatch(r"[0-9a-f]{64}", key)
