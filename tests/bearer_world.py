@@ -20,7 +20,7 @@ from idp.infra.extensions import db
 from idp.store import accounts
 from idp.store import api_keys
 from idp.store import clients
-from idp.store.tokens import end_connection
+from idp.store.connections import end_connection
 from idp.store.models import AccessToken
 from idp.store.models import Membership
 from idp.web.guard import require_bearer

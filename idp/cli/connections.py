@@ -15,10 +15,10 @@ from idp.cli.support import stamp
 from idp.core.clock import utcnow
 from idp.core.scopes import parse_scope
 from idp.infra.extensions import db
+from idp.store.connections import end_connection
 from idp.store.database import begin_write
 from idp.store.models import AccessToken
 from idp.store.models import Connection
-from idp.store.tokens import end_connection
 
 #: ``end_reason`` of a connection an operator ended; the audit event's actor is ``cli``.
 OPERATOR_END = "operator"

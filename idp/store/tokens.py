@@ -1,10 +1,18 @@
-"""Token storage: issue access/refresh pairs, end connections. No Flask request inside."""
+"""Token pairs and refresh-token rotation storage (SPEC §5.3). No Flask request inside.
+
+Lifetimes, minting and storing an access/refresh pair, and the statements a refresh runs: the
+lookup by digest with its connection's standing, the row lock, the claim that rotates a token,
+the seals a rotation leaves. Nothing here commits or decides an answer.
+"""
 
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import bindparam
+from sqlalchemy import exists
 from sqlalchemy import insert
+from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.orm import Session
@@ -12,10 +20,13 @@ from sqlalchemy.orm import Session
 from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.infra import metrics
-from idp.store import audit
+from idp.store.credentials import CONNECTION_MEMBERSHIP
+from idp.store.database import begin_write
 from idp.store.models import AccessToken
 from idp.store.models import Client
 from idp.store.models import Connection
+from idp.store.models import Membership
+from idp.store.models import Organization
 from idp.store.models import RefreshToken
 
 
@@ -80,10 +91,10 @@ def new_pair(life: Lifetimes, access_scope: str, refresh_scope: str, now: dateti
     )
 
 
-def store_pair(connection: DbConnection, connection_id: int, pair: Pair) -> int:
+def store_pair(conn: DbConnection, connection_id: int, pair: Pair) -> int:
     """Insert both tokens of ``pair`` for a connection; return the refresh token's row id."""
-    connection.execute(_INSERT_ACCESS, {**pair.access_row, "connection_id": connection_id})
-    return connection.execute(
+    conn.execute(_INSERT_ACCESS, {**pair.access_row, "connection_id": connection_id})
+    return conn.execute(
         _INSERT_REFRESH, {**pair.refresh_row, "connection_id": connection_id}
     ).scalar_one()
 
@@ -113,42 +124,129 @@ def public_body(body: dict, now: datetime) -> dict:
     return out
 
 
-def end_connection(
-    session: Session,
-    connection: Connection,
-    reason: str,
-    now: datetime,
-    *,
-    actor: str | None = None,
-    ip: str | None = None,
-) -> bool:
-    """End a connection and so every token of it; True if this call ended it.
+#: Everything a refresh judges about the presented token, in one indexed query and without a
+#: lock: the rotation itself claims the row with a conditional UPDATE (docs/PERFORMANCE.md, item 6).
+_REFRESH_BY_DIGEST = (
+    select(
+        RefreshToken.id,
+        RefreshToken.scope,
+        RefreshToken.expires_at,
+        RefreshToken.rotated_at,
+        Connection.id,
+        Connection.client_id,
+        Connection.org_id,
+        Connection.ended_at,
+        Organization.suspended,
+        Membership.id,
+    )
+    .join(Connection, Connection.id == RefreshToken.connection_id)
+    .join(Organization, Organization.id == Connection.org_id)
+    .outerjoin(Membership, CONNECTION_MEMBERSHIP)
+    .where(RefreshToken.digest == bindparam("digest"))
+)
+#: The claim: only the request that turns a live token of a live connection into a rotated
+#: one may issue its pair (a Disconnect committed since the lookup makes the claim miss).
+_CLAIM = (
+    update(RefreshToken.__table__)
+    .where(RefreshToken.__table__.c.id == bindparam("token_id"),
+           RefreshToken.__table__.c.rotated_at.is_(None),
+           exists().where(Connection.__table__.c.id == RefreshToken.__table__.c.connection_id,
+                          Connection.__table__.c.ended_at.is_(None)))
+    .values(rotated_at=bindparam("now"), successor_id=bindparam("successor_id"),
+            sealed_successor=bindparam("sealed"))
+)
+#: Seals whose grace window has passed can never be opened legitimately again.
+_DROP_OLD_SEALS = (
+    update(RefreshToken.__table__)
+    .where(RefreshToken.__table__.c.connection_id == bindparam("of_connection"),
+           RefreshToken.__table__.c.sealed_successor.isnot(None),
+           RefreshToken.__table__.c.rotated_at < bindparam("cutoff"))
+    .values(sealed_successor=None)
+)
 
-    The conditional UPDATE makes two racing enders record one event, not two.
-    """
-    result = session.execute(
-        update(Connection)
-        .where(Connection.id == connection.id, Connection.ended_at.is_(None))
-        .values(ended_at=now, end_reason=reason)
-        .execution_options(synchronize_session=False)
+
+@dataclass(frozen=True)
+class PresentedToken:
+    """A refresh token as looked up for a refresh, with its connection's standing."""
+
+    id: int
+    scope: str
+    expires_at: datetime
+    rotated_at: datetime | None
+    connection_id: int
+    client_pk: int
+    org_pk: int
+    ended: bool
+    suspended: bool
+    member: bool
+
+    def check_client(self, client):
+        """A refresh token works only for the client its connection belongs to."""
+        return self.client_pk == client.id
+
+
+def find_refresh_token(conn: DbConnection, raw: str) -> PresentedToken | None:
+    """The refresh token with this value and what the refresh rules need; no lock taken."""
+    row = conn.execute(_REFRESH_BY_DIGEST, {"digest": cs.digest(raw)}).first()
+    if row is None:
+        return None
+    (token_id, scope, expires_at, rotated_at, connection_id, client_pk, org_pk, ended_at,
+     suspended, membership) = row
+    return PresentedToken(
+        id=token_id, scope=scope, expires_at=expires_at, rotated_at=rotated_at,
+        connection_id=connection_id, client_pk=client_pk, org_pk=org_pk,
+        ended=ended_at is not None, suspended=suspended, member=membership is not None,
     )
-    # Sealed successors are useless once the connection is over; drop them at once.
-    session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.connection_id == connection.id,
-            RefreshToken.sealed_successor.isnot(None),
+
+
+def lock_refresh_token(session: Session, token_id: int) -> RefreshToken:
+    """Read the token again holding the write lock (SQLite) and its row lock (PostgreSQL)."""
+    begin_write(session)
+    with metrics.LockWait("row"):
+        return session.scalar(
+            select(RefreshToken)
+            .where(RefreshToken.id == token_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
-        .values(sealed_successor=None)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
+
+
+def rotate(conn: DbConnection, token_id: int, connection_id: int, pair: Pair, sealed: bytes,
+           now: datetime, grace: int) -> bool:
+    """Store the successor pair and claim the token; False (caller rolls back) if it was
+    rotated, or its connection ended, since it was read. Runs inside the write transaction."""
+    successor_id = store_pair(conn, connection_id, pair)
+    # PostgreSQL: the claim waits here for the row lock of a concurrent rotation of the token.
+    with metrics.LockWait("row"):
+        claimed = conn.execute(
+            _CLAIM,
+            {"token_id": token_id, "now": now, "successor_id": successor_id, "sealed": sealed},
+        ).rowcount
+    if claimed != 1:
         return False
-    metrics.connection_ended(reason)
-    session.expire(connection)
-    audit.record(
-        session, "connection_ended", now, org=connection.organization.public_id,
-        actor=actor, subject=connection.public_id, ip=ip, reason=reason,
-        client=connection.client.public_id,
+    conn.execute(
+        _DROP_OLD_SEALS, {"of_connection": connection_id, "cutoff": now - timedelta(seconds=grace)}
     )
     return True
+
+
+def newest_successor(session: Session, keys: tuple[str, ...], token: RefreshToken,
+                     raw: str) -> dict | None:
+    """Open a rotated token's sealed successor and follow the chain to the live one; None when
+    a link of the chain cannot be opened.
+
+    Each seal holds the next raw refresh token, which opens the next seal. If a successor was
+    itself rotated (it is younger, so still within its own window), answering with the stale
+    successor would hand the client a token that later counts as reuse; the newest one is safe.
+    """
+    sealed, opener = token.sealed_successor, raw
+    while True:
+        body = cs.unseal(keys, opener, sealed) if sealed else None
+        if body is None:
+            return None
+        successor = session.scalar(
+            select(RefreshToken).where(RefreshToken.digest == cs.digest(body["refresh_token"]))
+        )
+        if successor is None or successor.rotated_at is None:
+            return body
+        sealed, opener = successor.sealed_successor, body["refresh_token"]

@@ -21,41 +21,28 @@ from idp.core.scopes import parse_scope
 from idp.infra import throttle
 from idp.infra.extensions import csrf
 from idp.infra.extensions import db
+from idp.oauth.ending import ended_here
+from idp.oauth.metadata import metadata as oauth_metadata
 from idp.oauth.server import server
 from idp.store import accounts
-from idp.store import audit
+from idp.store.connections import create_connection
 from idp.store.database import begin_write
 from idp.store.database import read_then_write
 from idp.store.models import Client
-from idp.store.models import Connection
 from idp.web import headers
 from idp.web.forms import ConsentForm
 from idp.web.forms import EmptyForm
 from idp.web.settings.security import two_step_setup_needed
+from idp.web.unit_of_work import changes
+from idp.web.unit_of_work import commit
 
 bp = Blueprint("oauth", __name__)
 
 
 @bp.get("/.well-known/oauth-authorization-server")
 def metadata():
-    """RFC 8414 metadata that says exactly what is supported."""
-    issuer = current_app.config["IDP_ISSUER"]
-    return jsonify(
-        issuer=issuer,
-        authorization_endpoint=issuer + "/oauth/authorize",
-        token_endpoint=issuer + "/oauth/token",
-        revocation_endpoint=issuer + "/oauth/revoke",
-        introspection_endpoint=issuer + "/oauth/introspect",
-        scopes_supported=list(current_app.config["IDP_SCOPES"]),
-        response_types_supported=["code"],
-        response_modes_supported=["query"],
-        grant_types_supported=["authorization_code", "refresh_token"],
-        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
-        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
-        introspection_endpoint_auth_methods_supported=["client_secret_basic"],
-        code_challenge_methods_supported=["S256"],
-        authorization_response_iss_parameter_supported=True,
-    )
+    """RFC 8414 metadata that says exactly what is supported (idp/oauth/metadata.py)."""
+    return jsonify(oauth_metadata(current_app.config))
 
 
 def _error_page(message: str, status: int = 400, next_step: str | None = None, **context):
@@ -187,22 +174,15 @@ def authorize():
         if request.form.get("decision") != "allow":
             return server().create_authorization_response(grant_user=None, grant=grant)
         membership = next(m for m in orgs if m.organization.public_id == form.organization.data)
-        # Take the write lock before writing: a SQLite transaction that began by reading cannot
-        # become a writer once another request has committed, and would answer 503.
-        begin_write(db.session)
-        now = utcnow()
-        connection = Connection(
-            public_id=cs.new_public_id("con_"), user_id=user.id, org_id=membership.org_id,
-            client_id=client.id, scope=" ".join(sorted(scopes)), created_at=now,
-            label=connection_label(request.args),
-        )
-        db.session.add(connection)
-        db.session.flush()
-        audit.record(db.session, "connection_created", now, org=membership.organization.public_id,
-                     actor=user.email, subject=connection.public_id, ip=request.remote_addr,
-                     client=client.public_id, scope=connection.scope)
-        response = server().create_authorization_response(grant_user=connection, grant=grant)
-        db.session.commit()
+        # The unit of work takes the write lock before writing: a SQLite transaction that began
+        # by reading cannot become a writer once another request has committed (a 503).
+        with changes():
+            connection = create_connection(
+                db.session, user=user, membership=membership, client=client,
+                scope=" ".join(sorted(scopes)), label=connection_label(request.args),
+                now=utcnow(), ip=request.remote_addr,
+            )
+            response = server().create_authorization_response(grant_user=connection, grant=grant)
         return response
     if request.method == "POST":
         abort(400)
@@ -220,32 +200,36 @@ def _no_store(response):
     return response
 
 
+def _settle(response):
+    """Commit a success, and a refusal for which a hook ended a connection (a replayed code, a
+    reused refresh token: the end must stand); roll anything else back. Never cached."""
+    if response.status_code == 200 or ended_here():
+        commit()
+    else:
+        db.session.rollback()
+    return _no_store(response)
+
+
 @bp.post("/oauth/token")
 @csrf.exempt
 @throttle.refuse_failing
 def token():
-    """RFC 6749 §3.2: commit only on success; each grant takes the write lock where it starts
-    to read what it will write (idp/oauth/grants.py). Limits: failed client authentication
-    per address (idp.infra.throttle), then per connection inside the grant (idp/oauth/limits.py)."""
+    """RFC 6749 §3.2: each grant takes the write lock where it starts to read what it will
+    write (idp/oauth/authorization_code.py, idp/oauth/refresh_token.py). Limits: failed client
+    authentication per address (idp.infra.throttle), then per connection inside the grant
+    (idp/oauth/limits.py)."""
     read_then_write(db.session)
-    response = server().create_token_response()
-    if response.status_code == 200:
-        db.session.commit()
-    else:
-        db.session.rollback()
-    return _no_store(response)
+    return _settle(server().create_token_response())
 
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
 @throttle.refuse_failing
 def revoke():
-    """RFC 7009 revocation; ending a connection commits inside the endpoint. Limited as the
-    token endpoint is: per address on failure, per connection once authenticated."""
+    """RFC 7009 revocation, which ends the token's connection. Limited as the token endpoint
+    is: per address on failure, per connection once authenticated."""
     begin_write(db.session)  # read-then-write: hold the write lock from the start (SQLite)
-    response = server().create_endpoint_response("revocation")
-    db.session.rollback()
-    return _no_store(response)
+    return _settle(server().create_endpoint_response("revocation"))
 
 
 @bp.post("/oauth/introspect")

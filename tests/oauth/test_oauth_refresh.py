@@ -6,8 +6,8 @@ from sqlalchemy import delete
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import accounts
+from idp.store.connections import end_connection
 from idp.store.models import Membership
-from idp.store.tokens import end_connection
 from tests.oauth_helpers import client_row
 from tests.oauth_helpers import connect
 from tests.oauth_helpers import ended_connection_events

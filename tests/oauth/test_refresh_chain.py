@@ -53,18 +53,18 @@ def test_reuse_after_grace_ends_connection(client, demo, clock):
 
 def _race_before_the_claim(monkeypatch, app, action):
     """Run ``action`` (committed on its own) after the refresh's lookup, before its claim."""
-    from idp.oauth import grants
+    from idp.oauth import refresh_token
 
-    real_write_now = grants.write_now
+    real_write_now = refresh_token.write_now
 
     def write_now_after(session):
         # Once only: a refresh made by the action itself runs unpatched.
-        monkeypatch.setattr(grants, "write_now", real_write_now)
+        monkeypatch.setattr(refresh_token, "write_now", real_write_now)
         with app.app_context():
             action()
         real_write_now(session)
 
-    monkeypatch.setattr(grants, "write_now", write_now_after)
+    monkeypatch.setattr(refresh_token, "write_now", write_now_after)
 
 
 def test_a_disconnect_between_lookup_and_claim_refuses_the_refresh(app, client, demo, monkeypatch):
@@ -73,9 +73,9 @@ def test_a_disconnect_between_lookup_and_claim_refuses_the_refresh(app, client, 
 
     from idp.core.clock import utcnow
     from idp.infra.extensions import db
+    from idp.store.connections import end_connection
     from idp.store.models import AccessToken
     from idp.store.models import Connection
-    from idp.store.tokens import end_connection
 
     first = _first_pair(client, demo)
 

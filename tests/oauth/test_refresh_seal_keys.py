@@ -89,9 +89,9 @@ def test_key_rotated_without_fallback_is_503_and_the_connection_lives(
     first, second = _rotated(client, demo)
     rotated = make_app(SECRET_KEY=NEW_KEY).test_client()
     clock.shift(20)
-    with caplog.at_level(logging.WARNING, logger="idp.oauth.grants"):
+    with caplog.at_level(logging.WARNING, logger="idp.oauth.refresh_token"):
         _assert_unavailable(refresh(rotated, demo, first["refresh_token"]))
-    warnings = [r.getMessage() for r in caplog.records if r.name == "idp.oauth.grants"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "idp.oauth.refresh_token"]
     assert len(warnings) == 1 and "cannot be opened" in warnings[0]
     secrets = [body[name] for body in (first, second) for name in ("access_token",
                                                                    "refresh_token")]

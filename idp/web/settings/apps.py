@@ -9,21 +9,20 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
-from sqlalchemy import or_
-from sqlalchemy import select
 
 from idp.core.clock import utcnow
 from idp.core.scopes import describe
 from idp.core.scopes import parse_scope
 from idp.infra.extensions import db
 from idp.store import accounts
-from idp.store.database import begin_write
+from idp.store.connections import end_connection
+from idp.store.connections import listed_connections
 from idp.store.models import Connection
 from idp.store.models import Membership
-from idp.store.tokens import end_connection
 from idp.web.auth import safe_next
 from idp.web.forms import EmptyForm
 from idp.web.forms import OrganizationSwitchForm
+from idp.web.unit_of_work import changes
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -111,13 +110,7 @@ def switch_organization():
 def visible_connections(user):
     """The user's own live connections plus, for owners/admins, every one in their orgs."""
     managed = [m.org_id for m in accounts.memberships(user) if accounts.is_manager(m)]
-    query = (
-        select(Connection)
-        .where(Connection.ended_at.is_(None), Connection.activated_at.isnot(None))
-        .where(or_(Connection.user_id == user.id, Connection.org_id.in_(managed)))
-        .order_by(Connection.created_at.desc())
-    )
-    return list(db.session.scalars(query))
+    return listed_connections(db.session, user.id, managed)
 
 
 def _visible_connection(user, public_id: str) -> Connection:
@@ -154,12 +147,12 @@ def confirm_disconnect(public_id):
 def disconnect(public_id):
     """End a connection at once: its tokens stop on their next use (SPEC §6)."""
     # Read-then-write: on SQLite a transaction that began by reading cannot write once a
-    # concurrent refresh has committed, and the click would answer 503. Hold the lock first.
-    begin_write(db.session)
-    user = accounts.current_user()
-    connection = _visible_connection(user, public_id)
-    end_connection(db.session, connection, "disconnected", utcnow(), actor=user.email,
-                   ip=request.remote_addr)
-    db.session.commit()
+    # concurrent refresh has committed, and the click would answer 503. The unit of work
+    # holds the lock first.
+    with changes():
+        user = accounts.current_user()
+        connection = _visible_connection(user, public_id)
+        end_connection(db.session, connection, "disconnected", utcnow(), actor=user.email,
+                       ip=request.remote_addr)
     flash(f"{connection.client.name} is disconnected from {connection.organization.name}.")
     return redirect(url_for("settings.connected_apps"))
