@@ -23,7 +23,7 @@ def create_app(test_config: dict | None = None):
     from idp.infra import metrics
     from idp.infra import throttle
     from idp.infra.config import build_config
-    from idp.infra.config import check_config
+    from idp.infra.config_checks import check_config
     from idp.infra.extensions import csrf
     from idp.infra.extensions import db
     from idp.infra.extensions import limiter

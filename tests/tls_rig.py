@@ -142,7 +142,7 @@ class TlsRig:
         self.ca, self.chain, self.key = make_certificates(self.prefix / "certs")
         env = {
             "IDP_ISSUER": self.url,
-            # Production mode: a strong random key (idp.infra.config refuses weak ones).
+            # Production mode: a strong random key (idp.infra.config_checks refuses weak ones).
             "SECRET_KEY": secrets.token_urlsafe(48),
             "IDP_PROXY_HOPS": "1",
             "IDP_ALLOW_SQLITE": "1",

@@ -86,7 +86,7 @@ def on_starting(server):
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
     from idp.infra.config import build_config
-    from idp.infra.config import check_config
+    from idp.infra.config_checks import check_config
 
     config = build_config(os.path.join(ROOT, "instance"))
     check_config(config)

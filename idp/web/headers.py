@@ -117,7 +117,7 @@ def add_headers(response):
         # shared or back-button cache must never replay them (RFC 9111 §5.2.2.5).
         response.headers.setdefault("Cache-Control", "no-store")
     if not current_app.config["IDP_DEVELOPMENT"]:
-        # Production runs on https only (idp.infra.config refuses anything else).
+        # Production runs on https only (idp.infra.config_checks refuses anything else).
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 

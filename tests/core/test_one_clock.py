@@ -22,7 +22,7 @@ from idp.core.clock import Anchor
 from idp.core.clock import utcnow
 from idp.infra.config import ConfigError
 from idp.infra.config import build_config
-from idp.infra.config import check_config
+from idp.infra.config_checks import check_config
 from idp.infra.extensions import db
 from idp.store import api_keys
 from idp.store import clients

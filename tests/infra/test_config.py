@@ -10,7 +10,7 @@ import pytest
 from idp import create_app
 from idp.infra.config import ConfigError
 from idp.infra.config import build_config
-from idp.infra.config import check_config
+from idp.infra.config_checks import check_config
 from tests.helpers import ROOT
 
 STRONG_KEY = "q7Vt2mLx9RkP4wZs8NbC3yHf6JdA1uEg5TqK0oIr"

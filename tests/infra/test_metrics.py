@@ -22,8 +22,8 @@ from idp.core import clock as core_clock
 from idp.infra import metrics
 from idp.infra.config import ConfigError
 from idp.infra.config import build_config
-from idp.infra.config import check_config
 from idp.infra.config import metrics_address
+from idp.infra.config_checks import check_config
 from idp.infra.extensions import limiter
 from idp.store import dbclock
 from tests.helpers import ROOT

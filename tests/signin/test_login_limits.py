@@ -8,7 +8,7 @@ import pytest
 
 from idp.infra.config import ConfigError
 from idp.infra.config import build_config
-from idp.infra.config import check_config
+from idp.infra.config_checks import check_config
 from idp.infra.extensions import db
 from idp.signin import login_limits
 from idp.store import accounts
