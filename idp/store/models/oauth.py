@@ -173,10 +173,6 @@ class AuthorizationCode(db.Model):
         """The URI the token request must repeat: only when the authorization request named it."""
         return self.redirect_uri if self.redirect_uri_given else None
 
-    def get_scope(self):
-        """Granted scope string."""
-        return self.scope
-
 
 class AccessToken(db.Model):
     """An OAuth access token (``fe_at_…``), stored as a digest."""
