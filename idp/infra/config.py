@@ -142,7 +142,7 @@ def build_config(instance_path: str, environ=None) -> dict:
     config = {
         "SECRET_KEY": secret_key,
         # Previous keys, newest first: Flask checks sessions against them and refresh seals
-        # made before a key rotation still open (idp/oauth/grants.py); nothing new uses them.
+        # made before a key rotation still open (idp/oauth/refresh_token.py); nothing new uses them.
         "SECRET_KEY_FALLBACKS": [
             key.strip() for key in env["SECRET_KEY_FALLBACKS"].split(",") if key.strip()
         ],
