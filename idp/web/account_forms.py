@@ -13,15 +13,30 @@ from wtforms.validators import Length
 from idp.signin.passwords import MAX_LENGTH
 
 
+def current_password() -> PasswordField:
+    """The current password, asked before a change to the account."""
+    return PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=MAX_LENGTH)])
+
+
+def new_password() -> PasswordField:
+    """The new password field of the change and reset forms."""
+    return PasswordField("New password", validators=[
+        DataRequired("Choose a new password."), Length(max=MAX_LENGTH)])
+
+
+def confirm_password() -> PasswordField:
+    """The new password typed again."""
+    return PasswordField("Confirm new password", validators=[
+        EqualTo("new", "The two new passwords differ.")])
+
+
 class PasswordChangeForm(FlaskForm):
     """The current password, then the new one twice."""
 
-    current = PasswordField("Current password", validators=[
-        DataRequired("Enter your current password."), Length(max=MAX_LENGTH)])
-    new = PasswordField("New password", validators=[
-        DataRequired("Choose a new password."), Length(max=MAX_LENGTH)])
-    confirm = PasswordField("Confirm new password", validators=[
-        EqualTo("new", "The two new passwords differ.")])
+    current = current_password()
+    new = new_password()
+    confirm = confirm_password()
 
 
 class ForgotForm(FlaskForm):
@@ -33,10 +48,8 @@ class ForgotForm(FlaskForm):
 class ResetForm(FlaskForm):
     """The new password twice; the token travels in its own cookie, never in the form."""
 
-    new = PasswordField("New password", validators=[
-        DataRequired("Choose a new password."), Length(max=MAX_LENGTH)])
-    confirm = PasswordField("Confirm new password", validators=[
-        EqualTo("new", "The two new passwords differ.")])
+    new = new_password()
+    confirm = confirm_password()
 
 
 class CodeForm(FlaskForm):
@@ -49,8 +62,7 @@ class CodeForm(FlaskForm):
 class PasswordConfirmForm(FlaskForm):
     """The current password, asked again before a change to how the account is protected."""
 
-    password = PasswordField("Current password", validators=[
-        DataRequired("Enter your current password."), Length(max=MAX_LENGTH)])
+    password = current_password()
 
 
 class PasskeyForm(FlaskForm):

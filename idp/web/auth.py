@@ -81,7 +81,7 @@ def login():
         attempt = login_limits.attempt(form.email.data, user)
         refused = login_limits.refusal(attempt)
         if refused is not None:
-            page = render_template("login.html", form=form, error=TOO_MANY)
+            page = render_template("auth/login.html", form=form, error=TOO_MANY)
             return page, 429, {"Retry-After": login_limits.retry_after(refused)}
         if accounts.check_password(user, form.password.data):
             if twostep.has_two_step(db.session, user):
@@ -104,7 +104,7 @@ def login():
         db.session.commit()
         error = "That email and password do not match an account."
     status = 200 if request.method == "GET" or error is None else 401
-    return render_template("login.html", form=form, error=error), status
+    return render_template("auth/login.html", form=form, error=error), status
 
 
 @bp.post("/logout")

@@ -187,7 +187,7 @@ def authorize():
     if request.method == "POST":
         abort(400)
     return render_template(
-        "consent.html", form=form, client=client, user=user,
+        "consent/consent.html", form=form, client=client, user=user,
         groups=group_by_resource(describe(scopes, current_app.config["IDP_SCOPES"])),
         orgs=orgs, label=connection_label(request.args), signout=EmptyForm(),
     )

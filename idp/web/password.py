@@ -73,13 +73,13 @@ def forgot():
     form = ForgotForm()
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
-        return render_template("account/forgot.html", form=form), status
+        return render_template("password/forgot.html", form=form), status
     config = current_app.config
     address = throttle.source()
     refused = throttle.peek_strict(config["IDP_RESET_ADDRESS_RATE_LIMIT"], "reset-address",
                                    address)
     if refused is not None:
-        page = render_template("account/forgot.html", form=form, error=TOO_MANY)
+        page = render_template("password/forgot.html", form=form, error=TOO_MANY)
         return page, 429, {"Retry-After": login_limits.retry_after(refused)}
     throttle.count_strict(config["IDP_RESET_ADDRESS_RATE_LIMIT"], "reset-address", address)
     # Per typed email, counted before the lookup, so a known and an unknown address are
@@ -96,12 +96,12 @@ def forgot():
                          subject=user.public_id, ip=request.remote_addr)
             db.session.commit()
             mail.send(user.email, "Reset your FlowEstate password", _reset_mail(user, raw))
-    return render_template("account/forgot_sent.html", email=form.email.data)
+    return render_template("password/forgot_sent.html", email=form.email.data)
 
 
 def _expired():
     """The page for a link that is unknown, expired or used: what to do next."""
-    response = current_app.make_response((render_template("account/reset_expired.html"), 410))
+    response = current_app.make_response((render_template("password/reset_expired.html"), 410))
     response.delete_cookie(RESET_COOKIE, path=RESET_PATH)
     return response
 
@@ -153,5 +153,5 @@ def reset():
     elif request.method == "POST":
         error = "Check the fields below."
     status = 200 if request.method == "GET" else 400
-    return render_template("account/reset.html", form=form, email=user.email, error=error), status
+    return render_template("password/reset.html", form=form, email=user.email, error=error), status
 

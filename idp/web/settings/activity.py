@@ -82,7 +82,7 @@ def index():
     more = len(rows) > PAGE_SIZE and page < MAX_PAGE
     rows = rows[:PAGE_SIZE]
     return render_template(
-        "activity.html", rows=rows, kind=kind, page=page, more=more,
+        "settings/activity.html", rows=rows, kind=kind, page=page, more=more,
         kinds=[(k, audit.KINDS[k]) for k in audit.ORG_KINDS], names=audit.KINDS,
         labels=subject_labels(rows), details=details, operators=OPERATORS,
         organization=membership.organization,

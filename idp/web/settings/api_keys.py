@@ -84,7 +84,7 @@ def render_list(form: ApiKeyForm, membership, status: int = 200):
     now = utcnow()
     rows = [(key, apikeys.status(key, now), parse_scope(key.scopes)) for key in keys]
     return render_template(
-        "api_keys.html", form=form, rows=rows, actions=EmptyForm(), now=now,
+        "settings/api_keys.html", form=form, rows=rows, actions=EmptyForm(), now=now,
         catalogue=current_app.config["IDP_SCOPES"], organization=membership.organization,
     ), status
 
@@ -140,7 +140,7 @@ def create():
         form.name.errors = [DUPLICATE_NAME]
         return render_list(form, membership, 400)
     response = current_app.make_response(
-        (render_template("api_key_created.html", key=key, raw=raw), 201)
+        (render_template("settings/api_key_created.html", key=key, raw=raw), 201)
     )
     response.headers["Pragma"] = "no-cache"
     return response
@@ -192,7 +192,8 @@ def enable(public_id):
 @bp.get("/<public_id>/revoke")
 def confirm_revoke(public_id):
     """Ask before deleting a key for good; works without JavaScript."""
-    return render_template("confirm_revoke.html", key=_managed_key(public_id), form=EmptyForm())
+    return render_template("settings/confirm_revoke.html", key=_managed_key(public_id),
+                           form=EmptyForm())
 
 
 @bp.post("/<public_id>/revoke")
@@ -218,7 +219,7 @@ def edit_form(public_id):
 
 def _render_edit(key: ApiKey, form: ApiKeyEditForm, status: int = 200):
     """The edit page."""
-    return render_template("api_key_edit.html", key=key, form=form,
+    return render_template("settings/api_key_edit.html", key=key, form=form,
                            catalogue=current_app.config["IDP_SCOPES"]), status
 
 
@@ -256,7 +257,7 @@ def roll_form(public_id):
 
 def _render_roll(key: ApiKey, form: RollForm, status: int = 200):
     """The roll page, warning when an earlier roll's overlap is still running."""
-    return render_template("api_key_roll.html", key=key, form=form,
+    return render_template("settings/api_key_roll.html", key=key, form=form,
                            overlapping=apikeys.in_overlap(key, utcnow())), status
 
 
@@ -274,7 +275,7 @@ def roll(public_id):
                        ip=request.remote_addr)
     db.session.commit()
     response = current_app.make_response(
-        (render_template("api_key_created.html", key=key, raw=raw, rolled=True), 201)
+        (render_template("settings/api_key_created.html", key=key, raw=raw, rolled=True), 201)
     )
     response.headers["Pragma"] = "no-cache"
     return response

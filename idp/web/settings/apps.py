@@ -68,7 +68,7 @@ def no_store(response):
 
 def settings_error(status: int, title: str, message: str):
     """An error page inside the settings layout, so the way back stays in view."""
-    return render_template("settings_error.html", title=title, message=message), status
+    return render_template("settings/error.html", title=title, message=message), status
 
 
 def not_found(error):
@@ -128,7 +128,7 @@ def connected_apps():
     catalogue = current_app.config["IDP_SCOPES"]
     rows = [(c, describe(parse_scope(c.scope), catalogue)) for c in visible_connections(user)]
     return render_template(
-        "connected_apps.html",
+        "settings/connected_apps.html",
         mine=[r for r in rows if r[0].user_id == user.id],
         others=[r for r in rows if r[0].user_id != user.id],
     )
@@ -139,7 +139,7 @@ def confirm_disconnect(public_id):
     """Ask before ending a connection; works without JavaScript."""
     connection = _visible_connection(accounts.current_user(), public_id)
     scopes = describe(parse_scope(connection.scope), current_app.config["IDP_SCOPES"])
-    return render_template("confirm_disconnect.html", connection=connection, scopes=scopes,
+    return render_template("settings/confirm_disconnect.html", connection=connection, scopes=scopes,
                            form=EmptyForm())
 
 

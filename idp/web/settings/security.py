@@ -67,7 +67,7 @@ def password():
                       if ended else "Your password is changed.")
                 return redirect(url_for("security.password"), 303)
     status = 400 if request.method == "POST" else 200
-    return render_template("account/password.html", form=form), status
+    return render_template("settings/password.html", form=form), status
 
 
 def _owned_org(user):
@@ -89,7 +89,7 @@ def index():
     passkeys = list(db.session.scalars(
         select(Passkey).where(Passkey.user_id == user.id).order_by(Passkey.created_at)))
     return render_template(
-        "account/security.html", totp=two_step.has_totp(db.session, user), passkeys=passkeys,
+        "settings/security.html", totp=two_step.has_totp(db.session, user), passkeys=passkeys,
         codes_left=two_step.recovery_codes_left(db.session, user), form=EmptyForm(),
         remove_form=PasswordConfirmForm(formdata=None), owned=owned, org_form=org_form,
         return_to=session.get(RETURN_TO),
@@ -143,7 +143,7 @@ def setup_totp():
     uri = two_step.provisioning_uri(secret, user)
     grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
     status = 400 if request.method == "POST" else 200
-    return render_template("account/totp_setup.html", form=form, qr=two_step.qr_data_uri(uri),
+    return render_template("settings/totp_setup.html", form=form, qr=two_step.qr_data_uri(uri),
                            secret=grouped), status
 
 
@@ -155,7 +155,7 @@ def _after_setup():
 
 def _show_codes(codes: list[str], message: str):
     """The recovery codes, this once; the page is never cached (settings pages are no-store)."""
-    return render_template("account/recovery_codes.html", codes=codes, message=message,
+    return render_template("settings/recovery_codes.html", codes=codes, message=message,
                            return_to=session.pop(RETURN_TO, None))
 
 

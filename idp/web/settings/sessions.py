@@ -42,16 +42,18 @@ def _other_session(public_id: str) -> UserSession:
 def index():
     """Every live session of the user: browser, address, started, last seen."""
     rows = _live_sessions()
-    return render_template("sessions.html", rows=rows, describe=sessions.describe_browser,
-                           this=session.record_id, others=len(rows) - 1, form=EmptyForm())
+    return render_template("settings/sessions.html", rows=rows,
+                           describe=sessions.describe_browser, this=session.record_id,
+                           others=len(rows) - 1, form=EmptyForm())
 
 
 @bp.get("/<public_id>/sign-out")
 def confirm_sign_out(public_id):
     """Ask before signing one session out; works without JavaScript."""
     row = _other_session(public_id)
-    return render_template("confirm_session_sign_out.html", row=row, this=session.record_id,
-                           describe=sessions.describe_browser, form=EmptyForm(),
+    return render_template("settings/confirm_session_sign_out.html", row=row,
+                           this=session.record_id, describe=sessions.describe_browser,
+                           form=EmptyForm(),
                            action=url_for("sessions.sign_out", public_id=public_id))
 
 
@@ -78,8 +80,9 @@ def sign_out(public_id):
 @bp.get("/sign-out-others")
 def confirm_sign_out_others():
     """Ask before signing out every other session."""
-    return render_template("confirm_session_sign_out.html", row=None, this=session.record_id,
-                           others=len(_live_sessions()) - 1, form=EmptyForm(),
+    return render_template("settings/confirm_session_sign_out.html", row=None,
+                           this=session.record_id, others=len(_live_sessions()) - 1,
+                           form=EmptyForm(),
                            action=url_for("sessions.sign_out_others"))
 
 

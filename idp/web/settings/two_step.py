@@ -95,7 +95,7 @@ def refused(user: User):
     usage = throttle.peek_strict(_limit(), "two-step", user.public_id)
     if usage is None:
         return None
-    page = render_template("account/two_step.html", form=CodeForm(), error=TOO_MANY,
+    page = render_template("auth/two_step.html", form=CodeForm(), error=TOO_MANY,
                            passkeys=twostep.passkey_count(db.session, user) > 0,
                            totp=twostep.has_totp(db.session, user))
     return page, 429, {"Retry-After": login_limits.retry_after(usage)}
@@ -148,7 +148,7 @@ def index():
     elif request.method == "POST":
         error = "Enter a code."
     status = 200 if request.method == "GET" else 401
-    return render_template("account/two_step.html", form=form, error=error,
+    return render_template("auth/two_step.html", form=form, error=error,
                            passkeys=twostep.passkey_count(db.session, user) > 0,
                            totp=twostep.has_totp(db.session, user)), status
 
