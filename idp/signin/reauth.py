@@ -46,7 +46,11 @@ def _now_seconds() -> int:
 
 
 def confirm(user: User, password: str | None, action: str) -> None:
-    """Check the current password and mark the session; raise Refused when it is not it."""
+    """Check the current password and mark the session; raise Refused when it is not it.
+
+    A wrong password leaves its audit event written, not committed: the caller commits on
+    Refused, so the failure is kept although the change is refused.
+    """
     judged = login_limits.attempt(user.email, user)
     # Judged before any password work, like the sign-in form.
     usage = login_limits.refusal(judged)
@@ -57,11 +61,10 @@ def confirm(user: User, password: str | None, action: str) -> None:
         raise Refused(EMPTY, 403)
     if not accounts.check_password(user, password):
         login_limits.failed(judged)
-        db.session.rollback()
+        # Recorded under the write lock; the caller commits it with the refusal.
         begin_write(db.session)
         audit.record(db.session, "reauth_failed", utcnow(), actor=user.email,
                      subject=user.public_id, ip=request.remote_addr, action=action)
-        db.session.commit()
         raise Refused(WRONG, 403)
     session[MARK] = _now_seconds()
 

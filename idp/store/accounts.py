@@ -12,11 +12,11 @@ from sqlalchemy import select
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
-from idp.store.database import begin_write
 from idp.store.models import MANAGER_ROLES
 from idp.store.models import Membership
 from idp.store.models import Organization
 from idp.store.models import User
+from idp.store.models import UserSession
 from idp.web import sessions
 
 #: argon2id with the library's RFC 9106 low-memory defaults.
@@ -85,23 +85,25 @@ def current_user() -> User | None:
     return g.idp_user
 
 
-def sign_in(user: User) -> None:
-    """Start a fresh session record for the user and commit it (nothing survives from before)."""
-    # Begun with the write lock (SQLite): the request has already read the user.
-    begin_write(db.session)
-    record, raw = sessions.start(db.session, user, utcnow(), current_app.config,
-                                 request.user_agent.string, request.remote_addr)
-    db.session.commit()
+def start_session(user: User) -> tuple[UserSession, str]:
+    """Write a fresh session record for the user; the caller commits, then calls sign_in."""
+    return sessions.start(db.session, user, utcnow(), current_app.config,
+                          request.user_agent.string, request.remote_addr)
+
+
+def sign_in(user: User, record: UserSession, raw: str) -> None:
+    """Make a committed session record this browser's session (nothing survives from before)."""
     session.attach(record, raw)
     g.idp_user = user
 
 
+def end_session() -> None:
+    """End this session's record, so every copy of its cookie stops working; the caller commits."""
+    sessions.end(db.session, session.user_id, utcnow(), only=session.record_id)
+
+
 def sign_out() -> None:
-    """End this session's record, so every copy of its cookie stops working, and commit."""
-    if session.record_id is not None:
-        begin_write(db.session)
-        sessions.end(db.session, session.user_id, utcnow(), only=session.record_id)
-        db.session.commit()
+    """Forget the session in this browser (after ``end_session`` was committed, when signed in)."""
     session.detach()
     g.idp_user = None
 

@@ -7,6 +7,7 @@ from flask import Blueprint
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import session
 from flask import url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -18,11 +19,11 @@ from idp.signin import login_limits
 from idp.signin import two_step as twostep
 from idp.store import accounts
 from idp.store import audit
-from idp.store.database import begin_write
 from idp.store.models import Client
 from idp.web.forms import EmptyForm
 from idp.web.forms import LoginForm
 from idp.web.settings import two_step
+from idp.web.unit_of_work import changes
 
 bp = Blueprint("auth", __name__)
 
@@ -61,6 +62,22 @@ def sign_in_context():
     return {"asking": asking_app(target)}
 
 
+def sign_in(user) -> None:
+    """Begin a session for the user: its record committed first, then the cookie's id."""
+    # Begun with the write lock (SQLite): the request has already read the user.
+    with changes():
+        started = accounts.start_session(user)
+    accounts.sign_in(user, *started)
+
+
+def sign_out() -> None:
+    """End this browser's session for every copy of its cookie, then forget it here."""
+    if session.record_id is not None:
+        with changes():
+            accounts.end_session()
+    accounts.sign_out()
+
+
 #: What a refused sign-in attempt says (the same whether or not the account exists).
 TOO_MANY = "Too many failed sign-in attempts. Wait a minute and try again."
 
@@ -87,21 +104,21 @@ def login():
             if twostep.has_two_step(db.session, user):
                 # A half-signed-in note only; the session begins after the second step.
                 return two_step.begin(user, safe_next(form.next.data))
-            accounts.sign_in(user)
+            sign_in(user)
             response = redirect(safe_next(form.next.data))
             login_limits.remember_device(response, user)
             return response
         login_limits.failed(attempt)
         # The lookup began a read transaction; on SQLite it could not become a writer once
         # another request had committed, so start the audit write with the lock held.
-        begin_write(db.session)
-        # What was typed is recorded only when it names an account: people type passwords
-        # into the email field, and the audit trail must never keep one. Failures of one
-        # account from one address share an hourly row, so a flood cannot fill the table.
-        audit.record_sign_in_failure(
-            db.session, utcnow(), actor=user.email if user else None, ip=request.remote_addr,
-        )
-        db.session.commit()
+        with changes():
+            # What was typed is recorded only when it names an account: people type passwords
+            # into the email field, and the audit trail must never keep one. Failures of one
+            # account from one address share an hourly row, so a flood cannot fill the table.
+            audit.record_sign_in_failure(
+                db.session, utcnow(), actor=user.email if user else None,
+                ip=request.remote_addr,
+            )
         error = "That email and password do not match an account."
     status = 200 if request.method == "GET" or error is None else 401
     return render_template("auth/login.html", form=form, error=error), status
@@ -112,7 +129,7 @@ def logout():
     """Sign out (POST with a CSRF token) and return to the sign-in page."""
     form = EmptyForm()
     if form.validate_on_submit():
-        accounts.sign_out()
+        sign_out()
     # "Not you?" on consent signs out and returns to the same authorization request.
     target = request.form.get("next")
     return redirect(url_for("auth.login", next=safe_next(target)) if target

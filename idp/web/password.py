@@ -28,11 +28,11 @@ from idp.signin.passwords import PasswordPolicyError
 from idp.signin.passwords import check_password_policy
 from idp.store import accounts
 from idp.store import audit
-from idp.store.database import begin_write
 from idp.store.models import User
 from idp.web import sessions
 from idp.web.account_forms import ForgotForm
 from idp.web.account_forms import ResetForm
+from idp.web.unit_of_work import changes
 
 bp = Blueprint("password", __name__, url_prefix="/password")
 
@@ -90,11 +90,10 @@ def forgot():
     if usage is None or usage.allowed:
         user = accounts.find_user(form.email.data)
         if user is not None:
-            begin_write(db.session)
-            raw = resets.issue(db.session, user, utcnow(), config["IDP_PASSWORD_RESET_TTL"])
-            audit.record(db.session, "password_reset_requested", utcnow(), actor=user.email,
-                         subject=user.public_id, ip=request.remote_addr)
-            db.session.commit()
+            with changes():
+                raw = resets.issue(db.session, user, utcnow(), config["IDP_PASSWORD_RESET_TTL"])
+                audit.record(db.session, "password_reset_requested", utcnow(), actor=user.email,
+                             subject=user.public_id, ip=request.remote_addr)
             mail.send(user.email, "Reset your FlowEstate password", _reset_mail(user, raw))
     return render_template("password/forgot_sent.html", email=form.email.data)
 
@@ -117,41 +116,46 @@ def reset():
                             path=RESET_PATH, secure=config["SESSION_COOKIE_SECURE"],
                             httponly=True, samesite="Lax")
         return response
-    raw = request.cookies.get(RESET_COOKIE)
-    form = ResetForm()
-    if request.method == "POST":
-        # Read-then-write on the reset row: hold the write lock first (SQLite).
-        begin_write(db.session)
-    found = resets.find(db.session, raw, utcnow())
-    if found is None:
-        return _expired()
-    user = found.user
-    error = None
-    if form.validate_on_submit():
+    if request.method == "GET":
+        return _reset_page(ResetForm())
+    # Read-then-write on the reset row: hold the write lock first (SQLite).
+    with changes():
+        found = resets.find(db.session, request.cookies.get(RESET_COOKIE), utcnow())
+        if found is None:
+            return _expired()
+        form = ResetForm()
+        if not form.validate_on_submit():
+            return _reset_page(form, found, "Check the fields below.")
+        user = found.user
         try:
             check_password_policy(form.new.data, user.email)
         except PasswordPolicyError as refused:
-            error = str(refused)
-        else:
-            now = utcnow()
-            if not resets.consume(db.session, found, now):
-                return _expired()
-            user.password_hash = accounts.hash_password(form.new.data)
-            # Whoever knew the old password may hold a session: every one of them ends. Two-step
-            # sign-in stays in force, so a reset link alone never opens the account.
-            ended = sessions.end(db.session, user.id, now)
-            audit.record(db.session, "password_reset", now, actor=user.email,
-                         subject=user.public_id, ip=request.remote_addr, sessions_ended=ended)
-            db.session.commit()
-            if session.user_id == user.id:
-                session.detach()
-            flash("Your password is changed and every session of your account is signed out. "
-                  "Sign in with the new password.")
-            response = redirect(url_for("auth.login"), 303)
-            response.delete_cookie(RESET_COOKIE, path=RESET_PATH)
-            return response
-    elif request.method == "POST":
-        error = "Check the fields below."
-    status = 200 if request.method == "GET" else 400
-    return render_template("password/reset.html", form=form, email=user.email, error=error), status
+            return _reset_page(form, found, str(refused))
+        now = utcnow()
+        if not resets.consume(db.session, found, now):
+            return _expired()
+        user.password_hash = accounts.hash_password(form.new.data)
+        # Whoever knew the old password may hold a session: every one of them ends. Two-step
+        # sign-in stays in force, so a reset link alone never opens the account.
+        ended = sessions.end(db.session, user.id, now)
+        audit.record(db.session, "password_reset", now, actor=user.email,
+                     subject=user.public_id, ip=request.remote_addr, sessions_ended=ended)
+    if session.user_id == user.id:
+        session.detach()
+    flash("Your password is changed and every session of your account is signed out. "
+          "Sign in with the new password.")
+    response = redirect(url_for("auth.login"), 303)
+    response.delete_cookie(RESET_COOKIE, path=RESET_PATH)
+    return response
+
+
+def _reset_page(form: ResetForm, found=None, error: str | None = None):
+    """The form to choose a new password (400 when a posted one was refused)."""
+    if found is None:
+        found = resets.find(db.session, request.cookies.get(RESET_COOKIE), utcnow())
+        if found is None:
+            return _expired()
+    status = 400 if error else 200
+    return render_template("password/reset.html", form=form, email=found.user.email,
+                           error=error), status
 

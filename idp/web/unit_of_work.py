@@ -12,7 +12,7 @@ from idp.store.database import begin_write
 
 @contextmanager
 def changes(*, lock_first: bool = True):
-    """Run the block as one write transaction: committed when it ends, rolled back if it raises.
+    """Run the block as one write transaction: committed when it ends, else rolled back.
 
     ``lock_first`` takes the write lock before the first read (SQLite; PostgreSQL callers take
     row locks), for blocks that read what they are about to change.
@@ -21,10 +21,12 @@ def changes(*, lock_first: bool = True):
         begin_write(db.session)
     try:
         yield db.session
+        db.session.commit()
     except BaseException:
+        # Also when the commit itself fails (a constraint, a lost connection): the session is
+        # left clean for the page that answers the failure.
         db.session.rollback()
         raise
-    db.session.commit()
 
 
 def commit() -> None:

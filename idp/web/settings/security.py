@@ -1,11 +1,11 @@
-"""Settings → Password and Settings → Security: password change, two-step sign-in, passkeys."""
+"""Settings → Security: the authenticator app, recovery codes and the organization's rule."""
+
+from contextlib import nullcontext
 
 from flask import Blueprint
-from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
-from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -15,59 +15,26 @@ from sqlalchemy import select
 
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
-from idp.signin import passkeys
 from idp.signin import reauth
 from idp.signin import two_step
-from idp.signin.passwords import PasswordPolicyError
-from idp.signin.passwords import check_password_policy
 from idp.store import accounts
 from idp.store import audit
-from idp.store.database import begin_write
 from idp.store.models import Passkey
-from idp.web import sessions
 from idp.web.account_forms import CodeForm
-from idp.web.account_forms import PasskeyForm
-from idp.web.account_forms import PasswordChangeForm
 from idp.web.account_forms import PasswordConfirmForm
 from idp.web.account_forms import RequireTwoStepForm
 from idp.web.auth import safe_next
 from idp.web.forms import EmptyForm
 from idp.web.settings.apps import current_membership
 from idp.web.settings.apps import install
+from idp.web.unit_of_work import changes
+from idp.web.unit_of_work import commit
 
 bp = Blueprint("security", __name__, url_prefix="/settings")
 install(bp)
 
 #: Session key of where to go once two-step sign-in is set up (an authorization request).
 RETURN_TO = "security_next"
-
-
-@bp.route("/password", methods=["GET", "POST"])
-def password():
-    """Change the password: the current one first; every other session ends on success."""
-    form = PasswordChangeForm()
-    user = accounts.current_user()
-    if form.validate_on_submit():
-        if not accounts.check_password(user, form.current.data):
-            form.current.errors.append("That is not your current password.")
-        else:
-            try:
-                check_password_policy(form.new.data, user.email)
-            except PasswordPolicyError as refused:
-                form.new.errors.append(str(refused))
-            else:
-                begin_write(db.session)
-                now = utcnow()
-                user.password_hash = accounts.hash_password(form.new.data)
-                ended = sessions.end(db.session, user.id, now, keep=session.record_id)
-                audit.record(db.session, "password_changed", now, actor=user.email,
-                             subject=user.public_id, ip=request.remote_addr, sessions_ended=ended)
-                db.session.commit()
-                flash("Your password is changed. Every other session is signed out."
-                      if ended else "Your password is changed.")
-                return redirect(url_for("security.password"), 303)
-    status = 400 if request.method == "POST" else 200
-    return render_template("settings/password.html", form=form), status
 
 
 def _owned_org(user):
@@ -102,12 +69,11 @@ def start_totp():
     form = EmptyForm()
     user = accounts.current_user()
     if form.validate_on_submit():
-        begin_write(db.session)
-        if two_step.has_totp(db.session, user):
-            flash("An authenticator app is already set up. Remove it first to use another.")
-            return redirect(url_for("security.index"), 303)
-        two_step.start_totp(db.session, current_app.config, user, utcnow())
-        db.session.commit()
+        with changes():
+            if two_step.has_totp(db.session, user):
+                flash("An authenticator app is already set up. Remove it first to use another.")
+                return redirect(url_for("security.index"), 303)
+            two_step.start_totp(db.session, current_app.config, user, utcnow())
     return redirect(url_for("security.setup_totp"), 303)
 
 
@@ -115,30 +81,34 @@ def start_totp():
 def setup_totp():
     """Show the QR code of the unconfirmed secret; a first correct code puts it in force."""
     user = accounts.current_user()
-    if request.method == "POST":
-        begin_write(db.session)
-    row = two_step.totp_of(db.session, user)
-    if row is None or row.confirmed_at is not None:
-        return redirect(url_for("security.index"), 303)
-    secret = two_step.open_secret(current_app.config, user, row.sealed_secret)
-    if secret is None:
-        # Sealed under a key that is no longer configured: start again.
-        return redirect(url_for("security.index"), 303)
-    form = CodeForm()
-    if form.validate_on_submit():
-        now = utcnow()
-        if two_step.check_totp(db.session, current_app.config, user, row, form.code.data, now):
-            row.confirmed_at = now
-            codes = None
-            if two_step.recovery_codes_left(db.session, user) == 0:
-                codes = two_step.new_recovery_codes(db.session, user, now)
-            audit.record(db.session, "two_step_enabled", now, actor=user.email,
-                         subject=user.public_id, ip=request.remote_addr, method="totp")
-            db.session.commit()
-            if codes is None:
-                flash("Your authenticator app is set up.")
-                return _after_setup()
-            return _show_codes(codes, "Your authenticator app is set up.")
+    confirmed, codes = False, None
+    # A POST may put the secret it reads in force: hold the write lock from the start (SQLite).
+    with changes() if request.method == "POST" else nullcontext():
+        row = two_step.totp_of(db.session, user)
+        if row is None or row.confirmed_at is not None:
+            return redirect(url_for("security.index"), 303)
+        secret = two_step.open_secret(current_app.config, user, row.sealed_secret)
+        if secret is None:
+            # Sealed under a key that is no longer configured: start again.
+            return redirect(url_for("security.index"), 303)
+        form = CodeForm()
+        checked = form.validate_on_submit()
+        if checked:
+            now = utcnow()
+            confirmed = two_step.check_totp(db.session, current_app.config, user, row,
+                                            form.code.data, now)
+            if confirmed:
+                row.confirmed_at = now
+                if two_step.recovery_codes_left(db.session, user) == 0:
+                    codes = two_step.new_recovery_codes(db.session, user, now)
+                audit.record(db.session, "two_step_enabled", now, actor=user.email,
+                             subject=user.public_id, ip=request.remote_addr, method="totp")
+    if confirmed and codes is None:
+        flash("Your authenticator app is set up.")
+        return after_setup()
+    if confirmed:
+        return show_codes(codes, "Your authenticator app is set up.")
+    if checked:
         form.code.errors.append("That code is not right. Enter the code your app shows now.")
     uri = two_step.provisioning_uri(secret, user)
     grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
@@ -147,13 +117,13 @@ def setup_totp():
                            secret=grouped), status
 
 
-def _after_setup():
+def after_setup():
     """Back to the authorization that asked for two-step sign-in, or to this page."""
     target = session.pop(RETURN_TO, None)
     return redirect(target or url_for("security.index"), 303)
 
 
-def _show_codes(codes: list[str], message: str):
+def show_codes(codes: list[str], message: str):
     """The recovery codes, this once; the page is never cached (settings pages are no-store)."""
     return render_template("settings/recovery_codes.html", codes=codes, message=message,
                            return_to=session.pop(RETURN_TO, None))
@@ -164,6 +134,8 @@ def _confirmed(form: PasswordConfirmForm, user, action: str, kept: str):
     try:
         reauth.confirm(user, form.password.data if form.validate_on_submit() else None, action)
     except reauth.Refused as refused:
+        # A wrong password is kept in the audit trail although the change is refused.
+        commit()
         # Back to the page with the reason, whether wrong or over the limit: the limit is
         # judged again on the next try, so the form needs no page of its own.
         flash(f"{kept}. {refused}")
@@ -180,16 +152,15 @@ def regenerate_codes():
                          "Your recovery codes are unchanged")
     if refused is not None:
         return refused
-    begin_write(db.session)
-    if not two_step.has_two_step(db.session, user):
-        flash("Set up two-step sign-in first.")
-        return redirect(url_for("security.index"), 303)
-    now = utcnow()
-    codes = two_step.new_recovery_codes(db.session, user, now)
-    audit.record(db.session, "recovery_codes_renewed", now, actor=user.email,
-                 subject=user.public_id, ip=request.remote_addr)
-    db.session.commit()
-    return _show_codes(codes, "New recovery codes are ready; the old ones no longer work.")
+    with changes():
+        if not two_step.has_two_step(db.session, user):
+            flash("Set up two-step sign-in first.")
+            return redirect(url_for("security.index"), 303)
+        now = utcnow()
+        codes = two_step.new_recovery_codes(db.session, user, now)
+        audit.record(db.session, "recovery_codes_renewed", now, actor=user.email,
+                     subject=user.public_id, ip=request.remote_addr)
+    return show_codes(codes, "New recovery codes are ready; the old ones no longer work.")
 
 
 @bp.post("/security/totp/remove")
@@ -200,12 +171,11 @@ def remove_totp():
     refused = _confirmed(form, user, "remove_totp", "The authenticator app is still on")
     if refused is not None:
         return refused
-    begin_write(db.session)
-    now = utcnow()
-    two_step.remove_totp(db.session, user)
-    audit.record(db.session, "two_step_disabled", now, actor=user.email, subject=user.public_id,
-                 ip=request.remote_addr, method="totp")
-    db.session.commit()
+    with changes():
+        now = utcnow()
+        two_step.remove_totp(db.session, user)
+        audit.record(db.session, "two_step_disabled", now, actor=user.email,
+                     subject=user.public_id, ip=request.remote_addr, method="totp")
     flash("The authenticator app is removed.")
     return redirect(url_for("security.index"), 303)
 
@@ -220,17 +190,15 @@ def organization_rule():
         abort(404)
     if not form.validate_on_submit():
         return redirect(url_for("security.index"), 303)
-    begin_write(db.session)
-    if form.require.data and not two_step.has_two_step(db.session, user):
-        flash("Set up two-step sign-in for yourself before requiring it of everyone.")
-        return redirect(url_for("security.index"), 303)
-    org = owned.organization
-    org.require_two_step = bool(form.require.data)
-    now = utcnow()
-    audit.record(db.session, "org_two_step_required" if org.require_two_step
-                 else "org_two_step_optional", now, org=org.public_id, actor=user.email,
-                 subject=org.public_id, ip=request.remote_addr)
-    db.session.commit()
+    with changes():
+        if form.require.data and not two_step.has_two_step(db.session, user):
+            flash("Set up two-step sign-in for yourself before requiring it of everyone.")
+            return redirect(url_for("security.index"), 303)
+        org = owned.organization
+        org.require_two_step = bool(form.require.data)
+        audit.record(db.session, "org_two_step_required" if org.require_two_step
+                     else "org_two_step_optional", utcnow(), org=org.public_id,
+                     actor=user.email, subject=org.public_id, ip=request.remote_addr)
     flash(f"Members of {org.name} now need two-step sign-in to connect apps."
           if org.require_two_step else f"Two-step sign-in is optional in {org.name}.")
     return redirect(url_for("security.index"), 303)
@@ -253,99 +221,3 @@ def two_step_setup_needed(user, orgs, chosen: str | None):
     flash(f"{names} requires two-step sign-in. Set it up here, then you will return to the "
           "app's connection request.")
     return redirect(url_for("security.index", next=request.full_path), 303)
-
-
-#: Session key of the registration ceremony's challenge (spent on first use).
-CHALLENGE = "passkey_register"
-
-
-#: What the passkey endpoints answer without a recently confirmed password.
-CONFIRM_FIRST = "Confirm your current password first."
-
-
-def _refusal(message: str, status: int, headers: dict | None = None):
-    """The JSON refusal the passkey script shows in its status line."""
-    return jsonify(error="reauthentication_required", message=message), status, headers or {}
-
-
-@bp.post("/security/passkeys/confirm")
-def confirm_password():
-    """The current password before adding a passkey (a fetch); 204 marks the session."""
-    form = PasswordConfirmForm()
-    user = accounts.current_user()
-    try:
-        reauth.confirm(user, form.password.data if form.validate_on_submit() else None,
-                       "add_passkey")
-    except reauth.Refused as refused:
-        return _refusal(str(refused), refused.status, refused.headers)
-    return "", 204
-
-
-@bp.post("/security/passkeys/options")
-def passkey_options():
-    """Registration options for the browser (a fetch carrying the CSRF token as a header)."""
-    user = accounts.current_user()
-    if not reauth.recent():
-        return _refusal(CONFIRM_FIRST, 403)
-    options, challenge = passkeys.registration_options(db.session, current_app.config, user)
-    session[CHALLENGE] = challenge
-    return Response(options, mimetype="application/json")
-
-
-@bp.post("/security/passkeys")
-def add_passkey():
-    """Verify the browser's new passkey and keep its public key."""
-    form = PasskeyForm()
-    user = accounts.current_user()
-    challenge = session.pop(CHALLENGE, None)
-    if not reauth.recent():
-        flash(f"The passkey was not added. {CONFIRM_FIRST}")
-        return redirect(url_for("security.index"), 303)
-    if not form.validate_on_submit() or not challenge:
-        flash("The passkey was not added: start again with “Add a passkey”.")
-        return redirect(url_for("security.index"), 303)
-    begin_write(db.session)
-    now = utcnow()
-    try:
-        row = passkeys.register(db.session, current_app.config, user, form.credential.data,
-                                challenge, (form.name.data or "").strip(), now)
-    except passkeys.PasskeyError as refused:
-        db.session.rollback()
-        flash(f"The passkey was not added. {refused}")
-        return redirect(url_for("security.index"), 303)
-    audit.record(db.session, "passkey_added", now, actor=user.email, subject=row.public_id,
-                 ip=request.remote_addr, name=row.name)
-    codes = None
-    if two_step.recovery_codes_left(db.session, user) == 0:
-        codes = two_step.new_recovery_codes(db.session, user, now)
-    db.session.commit()
-    # One confirmation, one passkey: a session cookie copied meanwhile gets no second one.
-    reauth.spend()
-    message = f"Passkey “{row.name}” is added."
-    if codes is None:
-        flash(message)
-        return _after_setup()
-    return _show_codes(codes, message)
-
-
-@bp.post("/security/passkeys/<public_id>/remove")
-def remove_passkey(public_id):
-    """Forget one of the user's passkeys."""
-    form = EmptyForm()
-    user = accounts.current_user()
-    if not form.validate_on_submit():
-        return redirect(url_for("security.index"), 303)
-    begin_write(db.session)
-    row = db.session.scalar(select(Passkey).where(Passkey.public_id == public_id,
-                                                  Passkey.user_id == user.id))
-    if row is None:
-        abort(404)
-    db.session.delete(row)
-    db.session.flush()
-    if not two_step.has_two_step(db.session, user):
-        two_step.remove_totp(db.session, user)
-    audit.record(db.session, "passkey_removed", utcnow(), actor=user.email,
-                 subject=row.public_id, ip=request.remote_addr, name=row.name)
-    db.session.commit()
-    flash(f"Passkey “{row.name}” is removed.")
-    return redirect(url_for("security.index"), 303)

@@ -14,11 +14,12 @@ from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import accounts
 from idp.store import audit
-from idp.store.database import begin_write
 from idp.store.models import UserSession
+from idp.web import auth
 from idp.web import sessions
 from idp.web.forms import EmptyForm
 from idp.web.settings.apps import install
+from idp.web.unit_of_work import changes
 
 bp = Blueprint("sessions", __name__, url_prefix="/settings/sessions")
 install(bp)
@@ -61,17 +62,16 @@ def confirm_sign_out(public_id):
 def sign_out(public_id):
     """End one session at once; ending this one is signing out."""
     if session.record_id is not None and public_id == session.public_id:
-        accounts.sign_out()
+        auth.sign_out()
         return redirect(url_for("auth.login"))
     # Read-then-write: on SQLite hold the write lock before reading (idp/web/settings/apps.py).
-    begin_write(db.session)
-    row = _other_session(public_id)
-    user = accounts.current_user()
-    now = utcnow()
-    sessions.end(db.session, user.id, now, only=row.id)
-    audit.record(db.session, "session_ended", now, actor=user.email, subject=row.public_id,
-                 ip=request.remote_addr)
-    db.session.commit()
+    with changes():
+        row = _other_session(public_id)
+        user = accounts.current_user()
+        now = utcnow()
+        sessions.end(db.session, user.id, now, only=row.id)
+        audit.record(db.session, "session_ended", now, actor=user.email, subject=row.public_id,
+                     ip=request.remote_addr)
     flash(f"{sessions.describe_browser(row.user_agent)} ({row.ip or 'unknown address'}) "
           "is signed out.")
     return redirect(url_for("sessions.index"))
@@ -89,12 +89,11 @@ def confirm_sign_out_others():
 @bp.post("/sign-out-others")
 def sign_out_others():
     """End every session of the user but this one."""
-    begin_write(db.session)
-    user = accounts.current_user()
-    now = utcnow()
-    ended = sessions.end(db.session, user.id, now, keep=session.record_id)
-    audit.record(db.session, "other_sessions_ended", now, actor=user.email,
-                 subject=session.public_id, ip=request.remote_addr, count=ended)
-    db.session.commit()
+    with changes():
+        user = accounts.current_user()
+        now = utcnow()
+        ended = sessions.end(db.session, user.id, now, keep=session.record_id)
+        audit.record(db.session, "other_sessions_ended", now, actor=user.email,
+                     subject=session.public_id, ip=request.remote_addr, count=ended)
     flash("Every other session is signed out." if ended else "There were no other sessions.")
     return redirect(url_for("sessions.index"))

@@ -27,11 +27,10 @@ from idp.infra.extensions import db
 from idp.signin import login_limits
 from idp.signin import passkeys
 from idp.signin import two_step as twostep
-from idp.store import accounts
 from idp.store import audit
-from idp.store.database import begin_write
 from idp.store.models import User
 from idp.web.account_forms import CodeForm
+from idp.web.unit_of_work import changes
 
 bp = Blueprint("two_step", __name__, url_prefix="/login")
 
@@ -74,9 +73,12 @@ def pending_user() -> User | None:
 
 def finish(user: User, next_url: str | None = None, message: str | None = None):
     """The second step passed: a real session begins, and the browser is known again."""
+    # Imported here: idp.web.auth imports this module.
+    from idp.web.auth import sign_in
+
     next_url = (next_url or session.get(PENDING, {}).get("next")
                 or url_for("settings.connected_apps"))
-    accounts.sign_in(user)
+    sign_in(user)
     if message:
         # After sign-in: starting the session clears what the visitor session held.
         flash(message)
@@ -104,11 +106,9 @@ def refused(user: User):
 def failed(user: User, method: str) -> None:
     """Count a wrong second step and record it."""
     throttle.count_strict(_limit(), "two-step", user.public_id)
-    db.session.rollback()
-    begin_write(db.session)
-    audit.record(db.session, "two_step_failed", utcnow(), actor=user.email,
-                 subject=user.public_id, ip=request.remote_addr, method=method)
-    db.session.commit()
+    with changes():
+        audit.record(db.session, "two_step_failed", utcnow(), actor=user.email,
+                     subject=user.public_id, ip=request.remote_addr, method=method)
 
 
 @bp.route("/two-step", methods=["GET", "POST"])
@@ -126,23 +126,24 @@ def index():
             return blocked
     if form.validate_on_submit():
         code = form.code.data
-        begin_write(db.session)
-        now = utcnow()
-        row = twostep.totp_of(db.session, user)
-        if code.isdigit() and row is not None and row.confirmed_at is not None:
-            if twostep.check_totp(db.session, current_app.config, user, row, code, now):
-                db.session.commit()
-                return finish(user)
-            method = "totp"
-        elif twostep.use_recovery_code(db.session, user, code, now):
-            left = twostep.recovery_codes_left(db.session, user)
-            audit.record(db.session, "recovery_code_used", now, actor=user.email,
-                         subject=user.public_id, ip=request.remote_addr, left=left)
-            db.session.commit()
+        with changes():
+            now = utcnow()
+            row = twostep.totp_of(db.session, user)
+            if code.isdigit() and row is not None and row.confirmed_at is not None:
+                method = "totp"
+                passed = twostep.check_totp(db.session, current_app.config, user, row, code, now)
+            else:
+                method = "recovery_code"
+                passed = twostep.use_recovery_code(db.session, user, code, now)
+                if passed:
+                    left = twostep.recovery_codes_left(db.session, user)
+                    audit.record(db.session, "recovery_code_used", now, actor=user.email,
+                                 subject=user.public_id, ip=request.remote_addr, left=left)
+        if passed and method == "totp":
+            return finish(user)
+        if passed:
             return finish(user, message=f"You signed in with a recovery code; {left} left. "
                           "Make new ones in Settings → Security if you are running low.")
-        else:
-            method = "recovery_code"
         failed(user, method)
         error = WRONG
     elif request.method == "POST":
@@ -182,19 +183,17 @@ def passkey():
     if not challenge:
         flash("Start again: the passkey request expired.")
         return redirect(url_for("two_step.index" if user else "auth.login"), 303)
-    begin_write(db.session)
     try:
-        row = passkeys.authenticate(db.session, current_app.config,
-                                    request.form.get("credential", ""), challenge, utcnow(),
-                                    user=user)
+        with changes():
+            row = passkeys.authenticate(db.session, current_app.config,
+                                        request.form.get("credential", ""), challenge, utcnow(),
+                                        user=user)
+            owner = db.session.get(User, row.user_id)
     except passkeys.PasskeyError as error:
-        db.session.rollback()
         if user is not None:
             failed(user, "passkey")
         flash(str(error))
         return redirect(url_for("two_step.index" if user else "auth.login"), 303)
-    owner = db.session.get(User, row.user_id)
-    db.session.commit()
     if user is None:
         return finish(owner, safe_next(request.form.get("next")))
     return finish(owner)
