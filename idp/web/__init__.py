@@ -13,6 +13,7 @@ def init_app(app) -> None:
     from idp.web import home
     from idp.web import openapi
     from idp.web import password
+    from idp.web import second_step
     from idp.web import sessions
     from idp.web.settings import activity
     from idp.web.settings import api_key_changes
@@ -22,12 +23,12 @@ def init_app(app) -> None:
     from idp.web.settings import password_change
     from idp.web.settings import security
     from idp.web.settings import sessions as session_pages
-    from idp.web.settings import two_step
 
     app.session_interface = sessions.ServerSessions()
     errors.init_app(app)
     body_limits.init_app(app)
     headers.init_app(app)
-    for module in (auth, consent, apps, api_keys, api_key_changes, session_pages, activity, api,
-                   health, openapi, home, password, password_change, security, passkeys, two_step):
+    for module in (auth, second_step, consent, apps, api_keys, api_key_changes, session_pages,
+                   activity, api, health, openapi, home, password, password_change, security,
+                   passkeys):
         app.register_blueprint(module.bp)

@@ -16,13 +16,13 @@ from idp.core.clock import utcnow
 from idp.core.secrets import plausible_client_id
 from idp.infra.extensions import db
 from idp.signin import login_limits
-from idp.signin import two_step as twostep
+from idp.signin import two_step
 from idp.store import accounts
 from idp.store import audit
 from idp.store.models import Client
+from idp.web import second_step
 from idp.web.forms import EmptyForm
 from idp.web.forms import LoginForm
-from idp.web.settings import two_step
 from idp.web.unit_of_work import changes
 
 bp = Blueprint("auth", __name__)
@@ -101,9 +101,9 @@ def login():
             page = render_template("auth/login.html", form=form, error=TOO_MANY)
             return page, 429, {"Retry-After": login_limits.retry_after(refused)}
         if accounts.check_password(user, form.password.data):
-            if twostep.has_two_step(db.session, user):
+            if two_step.has_two_step(db.session, user):
                 # A half-signed-in note only; the session begins after the second step.
-                return two_step.begin(user, safe_next(form.next.data))
+                return second_step.begin(user, safe_next(form.next.data))
             sign_in(user)
             response = redirect(safe_next(form.next.data))
             login_limits.remember_device(response, user)
