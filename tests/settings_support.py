@@ -13,10 +13,10 @@ from sqlalchemy import text
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import accounts
+from idp.store import user_sessions
 from idp.store.models import ApiKey
 from idp.store.models import AuditEvent
 from idp.store.models import Connection
-from idp.web import sessions
 from tests.factories import PASSWORD  # noqa: F401 (the settings tests import it from here)
 from tests.factories import AppFactory
 from tests.helpers import csrf_token
@@ -52,7 +52,7 @@ def world(app) -> dict:
 def enter(client, app, email: str) -> str:
     """Sign a test client in as ``email`` (the sign-in form has its own tests); the raw id."""
     with app.app_context():
-        _, raw = sessions.start(db.session, accounts.find_user(email), utcnow(), app.config,
+        _, raw = user_sessions.start(db.session, accounts.find_user(email), utcnow(), app.config,
                                 "pytest", "127.0.0.1")
         db.session.commit()
     client.set_cookie(app.config["SESSION_COOKIE_NAME"], raw)

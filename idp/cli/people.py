@@ -18,6 +18,7 @@ from idp.signin.passwords import PasswordPolicyError
 from idp.signin.passwords import check_password_policy
 from idp.store import accounts
 from idp.store import audit
+from idp.store import user_sessions
 from idp.store.database import begin_write
 from idp.store.models import ROLES
 from idp.store.models import Connection
@@ -26,7 +27,6 @@ from idp.store.models import Organization
 from idp.store.models import User
 from idp.store.validation import ValidationError
 from idp.store.validation import check_email
-from idp.web import sessions
 
 
 def _member_row(membership: Membership) -> dict:
@@ -114,7 +114,7 @@ def user_show(user):
         "created_at": stamp(found.created_at),
         "memberships": [{"org": m.organization.public_id, "org_name": m.organization.name,
                          "role": m.role} for m in accounts.memberships(found)],
-        "live_sessions": len(sessions.listing(db.session, found.id, utcnow(),
+        "live_sessions": len(user_sessions.listing(db.session, found.id, utcnow(),
                                               current_app.config)),
         "live_connections": live_connections(Connection.user_id == found.id),
     })
@@ -174,7 +174,7 @@ def set_password(email):
     user.password_hash = password_hash
     now = utcnow()
     # Whoever held the old password may be signed in with it: those sessions end now.
-    ended = sessions.end(db.session, user.id, now)
+    ended = user_sessions.end(db.session, user.id, now)
     audit.record(db.session, "password_set", now, actor="cli", subject=user.public_id,
                  sessions_ended=ended)
     db.session.commit()

@@ -9,6 +9,7 @@ from flowestate_kit.answers import MALFORMED
 from flowestate_kit.answers import MAX_TOKEN_LENGTH
 from flowestate_kit.answers import MESSAGES
 from flowestate_kit.answers import MISSING
+from flowestate_kit.answers import RETRY_AFTER_UNAVAILABLE
 from flowestate_kit.answers import STATUSES
 from flowestate_kit.answers import UNKNOWN
 from flowestate_kit.answers import Denial
@@ -22,8 +23,12 @@ from flowestate_kit.answers import scope_denial
 from flowestate_kit.answers import unavailable_parts
 from flowestate_kit.answers import www_authenticate
 
+#: Seconds a client should wait after a passing database fault (every 503 of the IdP, SPEC §5.3).
+RETRY_AFTER_FAULT = RETRY_AFTER_UNAVAILABLE
+
 __all__ = [
-    "MALFORMED", "MAX_TOKEN_LENGTH", "MESSAGES", "MISSING", "STATUSES", "UNKNOWN", "Denial",
+    "MALFORMED", "MAX_TOKEN_LENGTH", "MESSAGES", "MISSING", "RETRY_AFTER_FAULT", "STATUSES",
+    "UNKNOWN", "Denial",
     "check_shape", "denial", "denial_from_dict", "denial_parts", "error_body",
     "parse_authorization", "scope_denial", "unavailable_parts", "www_authenticate",
 ]

@@ -4,6 +4,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
+from flask import g
 from flask import request as flask_request
 
 from idp.core.clock import epoch
@@ -13,7 +14,6 @@ from idp.core.scopes import join_scope
 from idp.infra.extensions import db
 from idp.oauth import limits
 from idp.oauth.client_auth import authenticate_resource_server
-from idp.store import last_used
 from idp.store.credentials import authenticate_token
 from idp.store.database import reading
 
@@ -78,9 +78,8 @@ class Introspection(IntrospectionEndpoint):
             self.check_params(request, None)
             verdict = authenticate_token(conn, request.form["token"], now)
         if isinstance(verdict, Credential):
-            # The caller is a service, not the token's user: record the time of use only and
-            # keep the last address seen directly (by /api/v1/me) as it was.
-            last_used.touch(db.session, verdict, now, current_app.config["IDP_LAST_USED_INTERVAL"])
+            # The view records the time of use after this hook (OAuth hooks never commit).
+            g.introspected = (verdict, now)
         issuer = current_app.config["IDP_ISSUER"]
         return 200, introspection_payload(verdict, issuer), [
             ("Content-Type", "application/json"),

@@ -11,6 +11,7 @@ from authlib.oauth2.rfc6749.hooks import hooked
 from flask import current_app
 
 from idp.core import secrets as cs
+from idp.core.bearer import RETRY_AFTER_FAULT
 from idp.core.clock import utcnow
 from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
@@ -28,7 +29,6 @@ from idp.store.tokens import new_pair
 from idp.store.tokens import newest_successor
 from idp.store.tokens import public_body
 from idp.store.tokens import rotate
-from idp.web.errors import RETRY_AFTER_FAULT
 
 log = logging.getLogger(__name__)
 

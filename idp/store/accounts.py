@@ -1,12 +1,11 @@
-"""People and organizations: passwords, the signed-in user, memberships."""
+"""People and organizations: passwords and memberships.
+
+The signed-in user of a request is idp/web/sessions.py's concern; this module only keeps rows.
+"""
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
-from flask import current_app
-from flask import g
-from flask import request
-from flask import session
 from sqlalchemy import select
 
 from idp.core import secrets as cs
@@ -16,8 +15,6 @@ from idp.store.models import MANAGER_ROLES
 from idp.store.models import Membership
 from idp.store.models import Organization
 from idp.store.models import User
-from idp.store.models import UserSession
-from idp.web import sessions
 
 #: argon2id with the library's RFC 9106 low-memory defaults.
 _hasher = PasswordHasher()
@@ -75,37 +72,6 @@ def set_membership(user: User, org: Organization, role: str) -> Membership:
         db.session.add(membership)
     membership.role = role
     return membership
-
-
-def current_user() -> User | None:
-    """The signed-in user of this request, looked up once; only a live session record counts."""
-    if "idp_user" not in g:
-        user_id = session.user_id
-        g.idp_user = db.session.get(User, user_id) if user_id else None
-    return g.idp_user
-
-
-def start_session(user: User) -> tuple[UserSession, str]:
-    """Write a fresh session record for the user; the caller commits, then calls sign_in."""
-    return sessions.start(db.session, user, utcnow(), current_app.config,
-                          request.user_agent.string, request.remote_addr)
-
-
-def sign_in(user: User, record: UserSession, raw: str) -> None:
-    """Make a committed session record this browser's session (nothing survives from before)."""
-    session.attach(record, raw)
-    g.idp_user = user
-
-
-def end_session() -> None:
-    """End this session's record, so every copy of its cookie stops working; the caller commits."""
-    sessions.end(db.session, session.user_id, utcnow(), only=session.record_id)
-
-
-def sign_out() -> None:
-    """Forget the session in this browser (after ``end_session`` was committed, when signed in)."""
-    session.detach()
-    g.idp_user = None
 
 
 def memberships(user: User) -> list[Membership]:

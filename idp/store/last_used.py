@@ -3,10 +3,10 @@
 A write per API call would make every read a write, so a credential is written at most once
 per ``IDP_LAST_USED_INTERVAL`` seconds: the lookup already told us the stored time, this
 process remembers its own recent writes, and the UPDATE itself is conditional, so several
-processes racing on one credential still write once.
+processes racing on one credential still write once. The store only claims and writes; the
+web layer commits that write in its own short transaction.
 """
 
-import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -14,14 +14,11 @@ from datetime import timedelta
 
 from sqlalchemy import or_
 from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from idp.core.credentials import Credential
 from idp.store.models import ApiKey
 from idp.store.models import Connection
-
-log = logging.getLogger(__name__)
 
 #: How many credentials this process remembers; the oldest are forgotten first.
 MAX_REMEMBERED = 10_000
@@ -33,8 +30,9 @@ _lock = threading.Lock()
 _written: OrderedDict[str, datetime] = OrderedDict()
 
 
-def _claim(credential: Credential, now: datetime, interval: timedelta) -> bool:
+def claim(credential: Credential, now: datetime, interval_seconds: int) -> bool:
     """True when this request should write; at most one claim per credential per interval."""
+    interval = timedelta(seconds=interval_seconds)
     stored = credential.last_used_at
     if stored is not None and now - stored < interval:
         return False
@@ -50,39 +48,27 @@ def _claim(credential: Credential, now: datetime, interval: timedelta) -> bool:
     return True
 
 
-def touch(
+def write(
     session: Session, credential: Credential, now: datetime, interval_seconds: int,
     ip: str | None = None,
 ) -> bool:
     """Record a use at ``now`` (and ``ip`` when known); True if a row was written.
 
-    Runs in its own short transaction and never fails the request it serves: bookkeeping
-    that cannot be written now is simply tried again after the interval.
+    The UPDATE is conditional, so a stale view never writes inside the interval. The caller
+    claimed the write first and commits it (idp/web/unit_of_work.py ``record_use``).
     """
-    interval = timedelta(seconds=interval_seconds)
-    if not _claim(credential, now, interval):
-        return False
     model = ApiKey if credential.kind == "api_key" else Connection
     values = {"last_used_at": now}
     if ip:
         values["last_used_ip"] = ip[:MAX_IP_LENGTH]
-    try:
-        # End the read transaction first: on SQLite a reader upgraded to a writer fails at
-        # once when another process wrote meanwhile, while a fresh transaction just waits.
-        session.commit()
-        result = session.execute(
-            update(model)
-            .where(model.id == credential.row_id)
-            .where(or_(model.last_used_at.is_(None), model.last_used_at < now - interval))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-    except SQLAlchemyError as error:
-        session.rollback()
-        log.warning("could not record last use of %s: %s", credential.rate_key,
-                    type(error).__name__)
-        return False
+    result = session.execute(
+        update(model)
+        .where(model.id == credential.row_id)
+        .where(or_(model.last_used_at.is_(None),
+                   model.last_used_at < now - timedelta(seconds=interval_seconds)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     return result.rowcount == 1
 
 

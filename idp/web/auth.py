@@ -4,6 +4,7 @@ from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 from flask import Blueprint
+from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -19,8 +20,10 @@ from idp.signin import login_limits
 from idp.signin import two_step
 from idp.store import accounts
 from idp.store import audit
+from idp.store import user_sessions
 from idp.store.models import Client
 from idp.web import second_step
+from idp.web import sessions
 from idp.web.forms import EmptyForm
 from idp.web.forms import LoginForm
 from idp.web.unit_of_work import changes
@@ -66,16 +69,17 @@ def sign_in(user) -> None:
     """Begin a session for the user: its record committed first, then the cookie's id."""
     # Begun with the write lock (SQLite): the request has already read the user.
     with changes():
-        started = accounts.start_session(user)
-    accounts.sign_in(user, *started)
+        started = user_sessions.start(db.session, user, utcnow(), current_app.config,
+                                      request.user_agent.string, request.remote_addr)
+    sessions.attach(user, *started)
 
 
 def sign_out() -> None:
     """End this browser's session for every copy of its cookie, then forget it here."""
     if session.record_id is not None:
         with changes():
-            accounts.end_session()
-    accounts.sign_out()
+            user_sessions.end(db.session, session.user_id, utcnow(), only=session.record_id)
+    sessions.detach()
 
 
 #: What a refused sign-in attempt says (the same whether or not the account exists).

@@ -6,6 +6,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint
 from flask import abort
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import redirect
 from flask import render_template
@@ -32,9 +33,11 @@ from idp.store.models import Client
 from idp.web import headers
 from idp.web.forms import ConsentForm
 from idp.web.forms import EmptyForm
+from idp.web.sessions import current_user
 from idp.web.settings.security import two_step_setup_needed
 from idp.web.unit_of_work import changes
 from idp.web.unit_of_work import commit
+from idp.web.unit_of_work import record_use
 
 bp = Blueprint("oauth", __name__)
 
@@ -138,7 +141,7 @@ def authorize():
     client, failure = _precheck()
     if failure:
         return failure
-    user = accounts.current_user()
+    user = current_user()
     if user is None:
         return redirect(url_for("auth.login", next=request.full_path))
     try:
@@ -239,4 +242,9 @@ def introspect():
     """RFC 7662 introspection for resource servers; API keys and access tokens alike. Counted
     per address on failed authentication, per authenticated resource server (never per
     token, never per claimed id) once authenticated (idp/oauth/limits.py)."""
-    return _no_store(server().create_endpoint_response("introspection"))
+    response = server().create_endpoint_response("introspection")
+    if "introspected" in g:
+        # The caller is a service, not the token's user: record the time of use only and
+        # keep the last address seen directly (by /api/v1/me) as it was.
+        record_use(db.session, *g.introspected, current_app.config["IDP_LAST_USED_INTERVAL"])
+    return _no_store(response)

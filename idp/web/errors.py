@@ -16,6 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from idp.core.bearer import RETRY_AFTER_FAULT
 from idp.infra import logs
 from idp.infra import metrics
 from idp.infra.extensions import db
@@ -23,8 +24,6 @@ from idp.infra.extensions import limiter
 
 log = logging.getLogger(__name__)
 
-#: Seconds a client should wait after a passing database fault.
-RETRY_AFTER_FAULT = 5
 #: The one page under /oauth/: people see it (sign-in, consent), so its errors are pages.
 AUTHORIZE_PAGE = "/oauth/authorize"
 

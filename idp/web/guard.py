@@ -22,9 +22,9 @@ from idp.core.credentials import require_scopes
 from idp.infra import ratelimit
 from idp.infra import throttle
 from idp.infra.extensions import db
-from idp.store import last_used
 from idp.store.credentials import authenticate
 from idp.store.database import reading
+from idp.web.unit_of_work import record_use
 
 __all__ = ["denial_response", "json_response", "require_bearer", "www_authenticate"]
 
@@ -51,7 +51,7 @@ def count_request(credential: Credential) -> ratelimit.Usage | None:
 def respond(credential: Credential, usage, now: float, scopes, call_view):
     """Scope check, then the view; the rate-limit headers go on whatever answers.
 
-    The last step of both the in-process guard and the resource-server kit (SPEC §4, §10).
+    The last step of the in-process guard (SPEC §4, §10).
     """
     denial = require_scopes(credential, *scopes)
     response = denial_response(denial) if denial else make_response(call_view())
@@ -80,8 +80,8 @@ def require_bearer(*scopes: str, rate_limit: bool = True):
             now = time.time()
             if usage is not None and not usage.allowed:
                 return json_response(*ratelimit.rate_limited_parts(usage, now))
-            last_used.touch(db.session, result, utcnow(),
-                           current_app.config["IDP_LAST_USED_INTERVAL"], request.remote_addr)
+            record_use(db.session, result, utcnow(), current_app.config["IDP_LAST_USED_INTERVAL"],
+                       request.remote_addr)
             return respond(result, usage, now, scopes, lambda: view(*args, **kwargs))
 
         return wrapper

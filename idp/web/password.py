@@ -28,8 +28,8 @@ from idp.signin.passwords import PasswordPolicyError
 from idp.signin.passwords import check_password_policy
 from idp.store import accounts
 from idp.store import audit
+from idp.store import user_sessions
 from idp.store.models import User
-from idp.web import sessions
 from idp.web.account_forms import ForgotForm
 from idp.web.account_forms import ResetForm
 from idp.web.unit_of_work import changes
@@ -137,7 +137,7 @@ def reset():
         user.password_hash = accounts.hash_password(form.new.data)
         # Whoever knew the old password may hold a session: every one of them ends. Two-step
         # sign-in stays in force, so a reset link alone never opens the account.
-        ended = sessions.end(db.session, user.id, now)
+        ended = user_sessions.end(db.session, user.id, now)
         audit.record(db.session, "password_reset", now, actor=user.email,
                      subject=user.public_id, ip=request.remote_addr, sessions_ended=ended)
     if session.user_id == user.id:

@@ -1,7 +1,7 @@
 """The second step of sign-in: an authenticator code, a recovery code or a passkey.
 
 A correct password for an account with two-step sign-in leaves only a note in the visitor's
-session (who, since when, where to go next): ``accounts.current_user()`` reads the session
+session (who, since when, where to go next): ``sessions.current_user()`` reads the session
 record alone, so the half-signed-in state opens no page and no consent. The note lasts
 :data:`PENDING_SECONDS`; the session record is made only once the second step passes.
 Wrong codes are counted per account (``IDP_TWO_STEP_RATE_LIMIT``): whoever reaches this page

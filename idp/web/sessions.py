@@ -9,17 +9,17 @@ and the lifetimes, so signing out ends the session for every copy of the cookie
 
 import logging
 import re
-import secrets
 from datetime import datetime
 from datetime import timedelta
 
+from flask import g
+from flask import session as current_session
 from flask.sessions import SecureCookieSession
 from flask.sessions import SecureCookieSessionInterface
 from flask.sessions import session_json_serializer
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
@@ -27,21 +27,15 @@ from idp.infra.extensions import db
 from idp.store.database import reading
 from idp.store.models import User
 from idp.store.models import UserSession
+from idp.store.user_sessions import SESSION_PREFIX
+from idp.store.user_sessions import live
 
 log = logging.getLogger(__name__)
 
-SESSION_PREFIX = "fe_ses_"
 #: A session id carries 256 random bits as 43 url-safe base64 characters.
-SESSION_ID_PATTERN = re.compile(r"fe_ses_[A-Za-z0-9_-]{43}")
+SESSION_ID_PATTERN = re.compile(SESSION_PREFIX + r"[A-Za-z0-9_-]{43}")
 #: last_seen_at is written at most this often, not on every page view.
 TOUCH_SECONDS = 60
-#: Longest user agent kept; enough to name the browser and system.
-USER_AGENT_LENGTH = 200
-
-
-def new_session_id() -> str:
-    """A fresh raw session id (the cookie's value)."""
-    return SESSION_PREFIX + secrets.token_urlsafe(32)
 
 
 class ServerSession(SecureCookieSession):
@@ -77,54 +71,24 @@ class ServerSession(SecureCookieSession):
         self.modified = True
 
 
-def lifetimes(config: dict) -> tuple[timedelta, timedelta]:
-    """The idle and absolute limits of a session."""
-    return (timedelta(seconds=config["IDP_SESSION_IDLE_SECONDS"]),
-            timedelta(seconds=config["IDP_SESSION_MAX_SECONDS"]))
+def current_user() -> User | None:
+    """The signed-in user of this request, looked up once; only a live session record counts."""
+    if "idp_user" not in g:
+        user_id = current_session.user_id
+        g.idp_user = db.session.get(User, user_id) if user_id else None
+    return g.idp_user
 
 
-def live(now: datetime, config: dict):
-    """The condition a live session meets: not ended, not idle too long, before its end."""
-    idle, _ = lifetimes(config)
-    return (UserSession.ended_at.is_(None) & (UserSession.expires_at > now)
-            & (UserSession.last_seen_at > now - idle))
+def attach(user: User, record: UserSession, raw: str) -> None:
+    """Make a committed session record this browser's session (nothing survives from before)."""
+    current_session.attach(record, raw)
+    g.idp_user = user
 
 
-def start(db_session: Session, user: User, now: datetime, config: dict,
-          user_agent: str | None, ip: str | None) -> tuple[UserSession, str]:
-    """Add a session record for the user; return it and the raw id for the cookie."""
-    raw = new_session_id()
-    _, longest = lifetimes(config)
-    record = UserSession(
-        public_id=cs.new_public_id("ses_"), digest=cs.digest(raw), user_id=user.id,
-        data=session_json_serializer.dumps({}), created_at=now, last_seen_at=now,
-        expires_at=now + longest, user_agent=(user_agent or "")[:USER_AGENT_LENGTH] or None,
-        ip=ip,
-    )
-    db_session.add(record)
-    db_session.flush()
-    return record, raw
-
-
-def end(db_session: Session, user_id: int, now: datetime, *, only: int | None = None,
-        keep: int | None = None) -> int:
-    """End the user's live sessions (``only`` one of them, or all but ``keep``); count them."""
-    query = (update(UserSession)
-             .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
-             .values(ended_at=now).execution_options(synchronize_session=False))
-    if only is not None:
-        query = query.where(UserSession.id == only)
-    if keep is not None:
-        query = query.where(UserSession.id != keep)
-    return db_session.execute(query).rowcount
-
-
-def listing(db_session: Session, user_id: int, now: datetime, config: dict) -> list[UserSession]:
-    """The user's live sessions, most recently seen first."""
-    return list(db_session.scalars(
-        select(UserSession).where(UserSession.user_id == user_id, live(now, config))
-        .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
-    ))
+def detach() -> None:
+    """Forget the session in this browser (after its record was ended, when signed in)."""
+    current_session.detach()
+    g.idp_user = None
 
 
 #: (pattern, name) pairs tried in order: Edge and Opera also say Chrome, Chrome also Safari.

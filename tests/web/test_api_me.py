@@ -16,6 +16,7 @@ from idp.store import last_used
 from idp.store.credentials import authenticate
 from idp.store.models import ApiKey
 from idp.store.models import Connection
+from idp.web.unit_of_work import record_use
 from tests.bearer_world import build_world
 
 
@@ -136,9 +137,9 @@ def test_the_update_is_conditional_so_racing_processes_write_once(app, world):
     with app.app_context():
         stale = authenticate(db.session, "Bearer " + world.keys["good"], utcnow())
         assert stale.last_used_at is None
-        assert last_used.touch(db.session, stale, utcnow(), 60, "192.0.2.1") is True
+        assert record_use(db.session, stale, utcnow(), 60, "192.0.2.1") is True
         last_used.forget()  # as if this were a second process with its own memory
-        assert last_used.touch(db.session, stale, utcnow(), 60, "192.0.2.2") is False
+        assert record_use(db.session, stale, utcnow(), 60, "192.0.2.2") is False
         key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == world.key_ids["good"]))
         assert key.last_used_ip == "192.0.2.1"
 
@@ -166,8 +167,8 @@ def test_a_failed_write_never_fails_the_request(app, world, caplog):
     with app.app_context():
         credential = authenticate(db.session, "Bearer " + world.keys["good"], utcnow())
     session = BrokenSession()
-    with caplog.at_level(logging.WARNING, logger="idp.store.last_used"):
-        assert last_used.touch(session, credential, utcnow(), 60, "192.0.2.1") is False
+    with caplog.at_level(logging.WARNING, logger="idp.web.unit_of_work"):
+        assert record_use(session, credential, utcnow(), 60, "192.0.2.1") is False
     assert session.rollbacks == 1
     assert "could not record last use" in caplog.text
     assert world.keys["good"] not in caplog.text

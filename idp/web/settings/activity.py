@@ -12,6 +12,7 @@ from idp.store.models import ApiKey
 from idp.store.models import Client
 from idp.store.models import Connection
 from idp.store.models import User
+from idp.web.sessions import current_user
 from idp.web.settings.apps import current_membership
 from idp.web.settings.apps import install
 from idp.web.settings.apps import settings_error
@@ -69,7 +70,7 @@ def details(row) -> list[tuple[str, str]]:
 @bp.get("")
 def index():
     """Newest first, a page at a time, optionally one kind of event."""
-    membership = current_membership(accounts.current_user())
+    membership = current_membership(current_user())
     if not accounts.is_manager(membership):
         return forbidden(membership)
     kind = request.args.get("kind", "")

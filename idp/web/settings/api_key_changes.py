@@ -19,6 +19,7 @@ from idp.store.models import ApiKey
 from idp.web.forms import ApiKeyEditForm
 from idp.web.forms import EmptyForm
 from idp.web.forms import RollForm
+from idp.web.sessions import current_user
 from idp.web.settings.api_keys import DUPLICATE_NAME
 from idp.web.settings.api_keys import new_form
 from idp.web.settings.apps import install
@@ -31,7 +32,7 @@ install(bp)
 
 def _managed_key(public_id: str) -> ApiKey:
     """A key of an organization the user manages, or 404 whatever the reason."""
-    user = accounts.current_user()
+    user = current_user()
     for membership in accounts.memberships(user):
         if accounts.is_manager(membership):
             key = apikeys.find_key(membership.organization, public_id)
@@ -54,7 +55,7 @@ def _set_active(public_id: str, active: bool):
         key = _managed_key(public_id)
         if apikeys.expired(key, utcnow()):
             return _expired_conflict(key, "enabled" if active else "disabled")
-        apikeys.set_active(key, active, actor=accounts.current_user().email,
+        apikeys.set_active(key, active, actor=current_user().email,
                            ip=request.remote_addr)
     flash(f"The key {key.name!r} is {'enabled' if active else 'disabled'}.")
     return redirect(url_for("api_keys.index"))
@@ -85,7 +86,7 @@ def revoke(public_id):
     with changes():
         key = _managed_key(public_id)
         name = key.name
-        apikeys.revoke(key, actor=accounts.current_user().email, ip=request.remote_addr)
+        apikeys.revoke(key, actor=current_user().email, ip=request.remote_addr)
     flash(f"The key {name!r} is revoked and can no longer be used.")
     return redirect(url_for("api_keys.index"))
 
@@ -116,7 +117,7 @@ def edit(public_id):
                 return _render_edit(key, form, 400)
             changed = apikeys.update_key(key, form.name.data, form.scopes.data,
                                          current_app.config["IDP_SCOPES"],
-                                         actor=accounts.current_user().email,
+                                         actor=current_user().email,
                                          ip=request.remote_addr)
     except (apikeys.ApiKeyError, IntegrityError) as error:
         key = _managed_key(public_id)
@@ -151,7 +152,7 @@ def roll(public_id):
         form = RollForm()
         if not form.validate_on_submit():
             return _render_roll(key, form, 400)
-        raw = apikeys.roll(key, int(form.overlap.data), actor=accounts.current_user().email,
+        raw = apikeys.roll(key, int(form.overlap.data), actor=current_user().email,
                            ip=request.remote_addr)
     response = current_app.make_response(
         (render_template("settings/api_key_created.html", key=key, raw=raw, rolled=True), 201)

@@ -22,6 +22,7 @@ from idp.store import api_keys as apikeys
 from idp.store.models import ApiKey
 from idp.web.forms import ApiKeyForm
 from idp.web.forms import EmptyForm
+from idp.web.sessions import current_user
 from idp.web.settings.apps import current_membership
 from idp.web.settings.apps import install
 from idp.web.settings.apps import settings_error
@@ -36,13 +37,13 @@ DUPLICATE_NAME = "This organization already has a key with that name; choose ano
 
 def managed_membership():
     """The current organization if the user owns or administers it, else None."""
-    membership = current_membership(accounts.current_user())
+    membership = current_membership(current_user())
     return membership if accounts.is_manager(membership) else None
 
 
 def forbidden():
     """Members (and people without an organization) get a polite 403 page."""
-    membership = current_membership(accounts.current_user())
+    membership = current_membership(current_user())
     if membership is None:
         message = "You are not a member of any organization yet, so there are no keys to manage."
     else:
@@ -119,7 +120,7 @@ def create():
                 return forbidden()
             if not valid(form, membership):
                 return render_list(form, membership, 400)
-            user = accounts.current_user()
+            user = current_user()
             key, raw = apikeys.create_key(
                 membership.organization, form.name.data, form.scopes.data,
                 current_app.config["IDP_SCOPES"], created_by=user, expires_at=chosen_expiry(form),

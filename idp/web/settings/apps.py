@@ -22,6 +22,7 @@ from idp.store.models import Membership
 from idp.web.auth import safe_next
 from idp.web.forms import EmptyForm
 from idp.web.forms import OrganizationSwitchForm
+from idp.web.sessions import current_user
 from idp.web.unit_of_work import changes
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -32,7 +33,7 @@ CURRENT_ORG = "org"
 
 def require_sign_in():
     """Every settings page needs a signed-in user."""
-    if accounts.current_user() is None:
+    if current_user() is None:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     return None
 
@@ -47,7 +48,7 @@ def current_membership(user) -> Membership | None:
 
 def layout_context():
     """What the settings layout shows: navigation, the switcher, sign-out."""
-    user = accounts.current_user()
+    user = current_user()
     if user is None:
         return {}
     memberships = accounts.memberships(user)
@@ -97,7 +98,7 @@ def when(moment) -> str:
 def switch_organization():
     """Make another of the user's organizations the current one (a CSRF-protected POST)."""
     form = OrganizationSwitchForm()
-    user = accounts.current_user()
+    user = current_user()
     chosen = next((m for m in accounts.memberships(user)
                    if m.organization.public_id == form.organization.data), None)
     if chosen is None:
@@ -124,7 +125,7 @@ def _visible_connection(user, public_id: str) -> Connection:
 @bp.get("/connected-apps")
 def connected_apps():
     """The user's connections first, then the others of organizations they manage."""
-    user = accounts.current_user()
+    user = current_user()
     catalogue = current_app.config["IDP_SCOPES"]
     rows = [(c, describe(parse_scope(c.scope), catalogue)) for c in visible_connections(user)]
     return render_template(
@@ -137,7 +138,7 @@ def connected_apps():
 @bp.get("/connected-apps/<public_id>/disconnect")
 def confirm_disconnect(public_id):
     """Ask before ending a connection; works without JavaScript."""
-    connection = _visible_connection(accounts.current_user(), public_id)
+    connection = _visible_connection(current_user(), public_id)
     scopes = describe(parse_scope(connection.scope), current_app.config["IDP_SCOPES"])
     return render_template("settings/confirm_disconnect.html", connection=connection, scopes=scopes,
                            form=EmptyForm())
@@ -150,7 +151,7 @@ def disconnect(public_id):
     # concurrent refresh has committed, and the click would answer 503. The unit of work
     # holds the lock first.
     with changes():
-        user = accounts.current_user()
+        user = current_user()
         connection = _visible_connection(user, public_id)
         end_connection(db.session, connection, "disconnected", utcnow(), actor=user.email,
                        ip=request.remote_addr)

@@ -17,12 +17,12 @@ from idp.infra.extensions import db
 from idp.signin import passkeys
 from idp.signin import reauth
 from idp.signin import two_step
-from idp.store import accounts
 from idp.store import audit
 from idp.store.models import Passkey
 from idp.web.account_forms import PasskeyForm
 from idp.web.account_forms import PasswordConfirmForm
 from idp.web.forms import EmptyForm
+from idp.web.sessions import current_user
 from idp.web.settings.apps import install
 from idp.web.settings.security import after_setup
 from idp.web.settings.security import show_codes
@@ -47,7 +47,7 @@ def _refusal(message: str, status: int, headers: dict | None = None):
 def confirm_password():
     """The current password before adding a passkey (a fetch); 204 marks the session."""
     form = PasswordConfirmForm()
-    user = accounts.current_user()
+    user = current_user()
     try:
         reauth.confirm(user, form.password.data if form.validate_on_submit() else None,
                        "add_passkey")
@@ -61,7 +61,7 @@ def confirm_password():
 @bp.post("/options")
 def passkey_options():
     """Registration options for the browser (a fetch carrying the CSRF token as a header)."""
-    user = accounts.current_user()
+    user = current_user()
     if not reauth.recent():
         return _refusal(CONFIRM_FIRST, 403)
     options, challenge = passkeys.registration_options(db.session, current_app.config, user)
@@ -73,7 +73,7 @@ def passkey_options():
 def add_passkey():
     """Verify the browser's new passkey and keep its public key."""
     form = PasskeyForm()
-    user = accounts.current_user()
+    user = current_user()
     challenge = session.pop(CHALLENGE, None)
     if not reauth.recent():
         flash(f"The passkey was not added. {CONFIRM_FIRST}")
@@ -107,7 +107,7 @@ def add_passkey():
 def remove_passkey(public_id):
     """Forget one of the user's passkeys."""
     form = EmptyForm()
-    user = accounts.current_user()
+    user = current_user()
     if not form.validate_on_submit():
         return redirect(url_for("security.index"), 303)
     with changes():

@@ -14,8 +14,9 @@ from idp.signin.passwords import PasswordPolicyError
 from idp.signin.passwords import check_password_policy
 from idp.store import accounts
 from idp.store import audit
-from idp.web import sessions
+from idp.store import user_sessions
 from idp.web.account_forms import PasswordChangeForm
+from idp.web.sessions import current_user
 from idp.web.settings.apps import install
 from idp.web.unit_of_work import changes
 
@@ -27,7 +28,7 @@ install(bp)
 def password():
     """Change the password: the current one first; every other session ends on success."""
     form = PasswordChangeForm()
-    user = accounts.current_user()
+    user = current_user()
     if form.validate_on_submit():
         if not accounts.check_password(user, form.current.data):
             form.current.errors.append("That is not your current password.")
@@ -40,7 +41,7 @@ def password():
                 with changes():
                     now = utcnow()
                     user.password_hash = accounts.hash_password(form.new.data)
-                    ended = sessions.end(db.session, user.id, now, keep=session.record_id)
+                    ended = user_sessions.end(db.session, user.id, now, keep=session.record_id)
                     audit.record(db.session, "password_changed", now, actor=user.email,
                                  subject=user.public_id, ip=request.remote_addr,
                                  sessions_ended=ended)

@@ -17,7 +17,6 @@ from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.signin import reauth
 from idp.signin import two_step
-from idp.store import accounts
 from idp.store import audit
 from idp.store.models import Passkey
 from idp.web.account_forms import CodeForm
@@ -25,6 +24,7 @@ from idp.web.account_forms import PasswordConfirmForm
 from idp.web.account_forms import RequireTwoStepForm
 from idp.web.auth import safe_next
 from idp.web.forms import EmptyForm
+from idp.web.sessions import current_user
 from idp.web.settings.apps import current_membership
 from idp.web.settings.apps import install
 from idp.web.unit_of_work import changes
@@ -46,7 +46,7 @@ def _owned_org(user):
 @bp.get("/security")
 def index():
     """Two-step sign-in: the authenticator app, recovery codes, passkeys, the org rule."""
-    user = accounts.current_user()
+    user = current_user()
     if request.args.get("next"):
         session[RETURN_TO] = safe_next(request.args["next"])
     owned = _owned_org(user)
@@ -67,7 +67,7 @@ def index():
 def start_totp():
     """Make a new secret to set up (it takes effect only once a code confirms it)."""
     form = EmptyForm()
-    user = accounts.current_user()
+    user = current_user()
     if form.validate_on_submit():
         with changes():
             if two_step.has_totp(db.session, user):
@@ -80,7 +80,7 @@ def start_totp():
 @bp.route("/security/totp/setup", methods=["GET", "POST"])
 def setup_totp():
     """Show the QR code of the unconfirmed secret; a first correct code puts it in force."""
-    user = accounts.current_user()
+    user = current_user()
     confirmed, codes = False, None
     # A POST may put the secret it reads in force: hold the write lock from the start (SQLite).
     with changes() if request.method == "POST" else nullcontext():
@@ -147,7 +147,7 @@ def _confirmed(form: PasswordConfirmForm, user, action: str, kept: str):
 def regenerate_codes():
     """Replace the recovery codes, with the current password; the old ones stop working."""
     form = PasswordConfirmForm()
-    user = accounts.current_user()
+    user = current_user()
     refused = _confirmed(form, user, "recovery_codes",
                          "Your recovery codes are unchanged")
     if refused is not None:
@@ -167,7 +167,7 @@ def regenerate_codes():
 def remove_totp():
     """Turn the authenticator app off, with the current password."""
     form = PasswordConfirmForm()
-    user = accounts.current_user()
+    user = current_user()
     refused = _confirmed(form, user, "remove_totp", "The authenticator app is still on")
     if refused is not None:
         return refused
@@ -184,7 +184,7 @@ def remove_totp():
 def organization_rule():
     """An owner requires (or stops requiring) two-step sign-in of the organization's members."""
     form = RequireTwoStepForm()
-    user = accounts.current_user()
+    user = current_user()
     owned = _owned_org(user)
     if owned is None:
         abort(404)

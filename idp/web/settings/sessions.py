@@ -12,12 +12,13 @@ from flask import url_for
 
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
-from idp.store import accounts
 from idp.store import audit
+from idp.store import user_sessions
 from idp.store.models import UserSession
 from idp.web import auth
 from idp.web import sessions
 from idp.web.forms import EmptyForm
+from idp.web.sessions import current_user
 from idp.web.settings.apps import install
 from idp.web.unit_of_work import changes
 
@@ -27,7 +28,7 @@ install(bp)
 
 def _live_sessions() -> list[UserSession]:
     """The signed-in user's live sessions, this one first."""
-    rows = sessions.listing(db.session, accounts.current_user().id, utcnow(), current_app.config)
+    rows = user_sessions.listing(db.session, current_user().id, utcnow(), current_app.config)
     return sorted(rows, key=lambda row: row.id != session.record_id)
 
 
@@ -67,9 +68,9 @@ def sign_out(public_id):
     # Read-then-write: on SQLite hold the write lock before reading (idp/web/settings/apps.py).
     with changes():
         row = _other_session(public_id)
-        user = accounts.current_user()
+        user = current_user()
         now = utcnow()
-        sessions.end(db.session, user.id, now, only=row.id)
+        user_sessions.end(db.session, user.id, now, only=row.id)
         audit.record(db.session, "session_ended", now, actor=user.email, subject=row.public_id,
                      ip=request.remote_addr)
     flash(f"{sessions.describe_browser(row.user_agent)} ({row.ip or 'unknown address'}) "
@@ -90,9 +91,9 @@ def confirm_sign_out_others():
 def sign_out_others():
     """End every session of the user but this one."""
     with changes():
-        user = accounts.current_user()
+        user = current_user()
         now = utcnow()
-        ended = sessions.end(db.session, user.id, now, keep=session.record_id)
+        ended = user_sessions.end(db.session, user.id, now, keep=session.record_id)
         audit.record(db.session, "other_sessions_ended", now, actor=user.email,
                      subject=session.public_id, ip=request.remote_addr, count=ended)
     flash("Every other session is signed out." if ended else "There were no other sessions.")
