@@ -3,9 +3,12 @@
 The signed-in user of a request is idp/web/sessions.py's concern; this module only keeps rows.
 """
 
+from datetime import datetime
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
+from sqlalchemy import or_
 from sqlalchemy import select
 
 from idp.core import secrets as cs
@@ -14,6 +17,8 @@ from idp.infra.extensions import db
 from idp.store.models import MANAGER_ROLES
 from idp.store.models import Membership
 from idp.store.models import Organization
+from idp.store.models import PasswordReset
+from idp.store.models import RecoveryCode
 from idp.store.models import User
 
 #: argon2id with the library's RFC 9106 low-memory defaults.
@@ -86,3 +91,14 @@ def memberships(user: User) -> list[Membership]:
 def is_manager(membership: Membership | None) -> bool:
     """Owners and admins manage keys and every connection of their org."""
     return membership is not None and membership.role in MANAGER_ROLES
+
+
+def spent_resets(now: datetime):
+    """The purge's rule for password-reset links: used or expired (either gets the same
+    "expired" page, so keeping them changes no answer)."""
+    return PasswordReset, or_(PasswordReset.used_at.isnot(None), PasswordReset.expires_at <= now)
+
+
+def used_recovery_codes():
+    """The purge's rule for recovery codes: used ones (refused like a wrong code anyway)."""
+    return RecoveryCode, RecoveryCode.used_at.isnot(None)

@@ -157,3 +157,10 @@ def find_key(org: Organization, public_id: str) -> ApiKey | None:
     return db.session.scalar(
         select(ApiKey).where(ApiKey.org_id == org.id, ApiKey.public_id == public_id)
     )
+
+
+def ended_overlaps(now: datetime):
+    """The purge's clean-up of rolled keys: the replaced secret, once its overlap has ended,
+    is set to NULL (past ``previous_revoke_at`` it already answers ``unknown_token``)."""
+    return ApiKey, ApiKey.previous_revoke_at <= now, {
+        "previous_digest": None, "previous_last4": None, "previous_revoke_at": None}

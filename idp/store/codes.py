@@ -4,6 +4,7 @@ claimed once. Nothing here commits or decides an answer."""
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -54,3 +55,15 @@ def claim_code(session: Session, code_id: int, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     ).rowcount
     return claimed == 1
+
+
+def purgeable(now: datetime, ended_before: datetime, ended_connections):
+    """The purge's rule for codes: unused ones once expired, used ones once expired for the
+    retention period (a late replay still ends its connection, RFC 6749 §10.5), and every code
+    of a connection among ``ended_connections`` (a subquery of ids)."""
+    codes = AuthorizationCode
+    return codes, or_(
+        (codes.used_at.is_(None)) & (codes.expires_at <= now),
+        codes.expires_at <= ended_before,
+        codes.connection_id.in_(ended_connections),
+    )

@@ -9,6 +9,7 @@ an HTTP answer (the core judges a standing, the hooks and views answer).
 from datetime import datetime
 from typing import NamedTuple
 
+from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -18,13 +19,18 @@ from sqlalchemy.orm import Session
 from idp.core import secrets as cs
 from idp.infra import metrics
 from idp.store import audit
-from idp.store.credentials import CONNECTION_MEMBERSHIP
 from idp.store.models import AccessToken
 from idp.store.models import Client
 from idp.store.models import Connection
 from idp.store.models import Membership
 from idp.store.models import Organization
 from idp.store.models import RefreshToken
+
+#: Join condition: the membership that keeps a connection's user in its organization (a
+#: connection whose user has left answers org_unbound; refresh judges the same way).
+CONNECTION_MEMBERSHIP = and_(
+    Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id
+)
 
 
 def create_connection(

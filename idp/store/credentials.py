@@ -7,7 +7,6 @@ one indexed lookup here, then the core's §4 judgement of the plain row it retur
 
 from datetime import datetime
 
-from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -23,6 +22,7 @@ from idp.core.credentials import bearer_kind
 from idp.core.credentials import judge_access_token
 from idp.core.credentials import judge_api_key
 from idp.core.credentials import parse_authorization
+from idp.store.connections import CONNECTION_MEMBERSHIP
 from idp.store.models import AccessToken
 from idp.store.models import ApiKey
 from idp.store.models import Client
@@ -60,11 +60,6 @@ API_KEY_BY_DIGEST = (
     .join(Organization, Organization.id == ApiKey.org_id)
     .where(or_(ApiKey.digest == bindparam("digest"),
                ApiKey.previous_digest == bindparam("digest")))
-)
-#: Join condition: the membership that keeps a connection's user in its organization (a
-#: connection whose user has left answers org_unbound; refresh judges the same way).
-CONNECTION_MEMBERSHIP = and_(
-    Membership.user_id == Connection.user_id, Membership.org_id == Connection.org_id
 )
 #: One access token with everything §4 judges, by the digest of the presented token.
 ACCESS_TOKEN_BY_DIGEST = (

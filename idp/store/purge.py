@@ -1,10 +1,10 @@
 """The janitor (``flask purge``): delete what can no longer change an answer, in small batches.
 
-What goes, and why it is safe (OPERATIONS.md, "The purge"):
+What goes, and why it is safe (OPERATIONS.md, "The purge"; each rule sits beside its noun,
+the tokens' in idp/store/purge_tokens.py):
 
-* authorization codes: unused ones once expired (they can never be redeemed); used ones once
-  they have been expired for the retention period, so a late replay of a stolen code still ends
-  its connection (RFC 6749 §10.5) for that long;
+* authorization codes: unused ones once expired, used ones once expired for the retention
+  period, so a late replay still ends its connection (``idp.store.codes.purgeable``);
 * access tokens expired for more than a day (until then a caller still hears ``token_expired``
   rather than ``unknown_token``; both are 401 and every client reacts the same way);
 * refresh tokens past their own expiry, rotated or not: an expired refresh token is refused
@@ -12,14 +12,9 @@ What goes, and why it is safe (OPERATIONS.md, "The purge"):
 * every token and code of a connection that ended more than ``IDP_ENDED_RETENTION_SECONDS``
   ago (the connection row itself stays, for its history);
 * sealed successors older than the grace window: nobody may open them any more;
-* sign-in sessions that were ended, sat idle past ``IDP_SESSION_IDLE_SECONDS`` or reached their
-  absolute end: no cookie can open them again, and the audit trail keeps who ended which;
-* password-reset links as soon as they are used or expired, and used recovery codes at once:
-  a used, expired and unknown link all get the same "expired" page, and a used recovery code is
-  refused like a wrong one, so keeping them changes no answer (the audit trail keeps the use);
-* a rolled API key's replaced secret once its overlap has ended (its digest, last four and end
-  are set to NULL; the key stays): past ``previous_revoke_at`` it already answers
-  ``unknown_token`` like any secret no key holds.
+* sign-in sessions ended, idle too long or past their end (``idp.store.user_sessions``);
+* used or expired password-reset links, used recovery codes (``idp.store.accounts``);
+* a rolled API key's replaced secret once its overlap has ended (``idp.store.api_keys``).
 
 Rotated refresh tokens of a live connection stay until they expire: they are what detects a
 stolen token being replayed. Each batch is its own short transaction, so refreshes and sign-ins
@@ -37,7 +32,6 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -45,15 +39,14 @@ from sqlalchemy.orm import Session
 
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
+from idp.store import accounts
+from idp.store import api_keys
+from idp.store import codes
+from idp.store import purge_tokens
+from idp.store import user_sessions
 from idp.store.database import begin_write
-from idp.store.models import AccessToken
-from idp.store.models import ApiKey
-from idp.store.models import AuthorizationCode
 from idp.store.models import Connection
-from idp.store.models import PasswordReset
-from idp.store.models import RecoveryCode
 from idp.store.models import RefreshToken
-from idp.store.models import UserSession
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +61,6 @@ TARGET_SECONDS = 0.25
 #: waiting request polls for it every 100 ms once it has waited a while; back-to-back batches
 #: would starve a refresh past its busy timeout, so the purge leaves a gap longer than a poll.
 SQLITE_PAUSE_SECONDS = 0.12
-#: How long an expired access token is kept, so it is still reported as expired.
-EXPIRED_ACCESS_KEEP = timedelta(days=1)
 #: Attempts per batch before a lock timeout or passing fault is given up on.
 ATTEMPTS = 5
 
@@ -114,50 +105,21 @@ def _ended(cut: Cutoffs):
 
 def deletions(cut: Cutoffs) -> dict:
     """For each kind of row, its model and the condition under which it may be deleted."""
-    codes = AuthorizationCode
     return {
-        "codes": (codes, or_(
-            (codes.used_at.is_(None)) & (codes.expires_at <= cut.now),
-            codes.expires_at <= cut.ended_before,
-            codes.connection_id.in_(_ended(cut)),
-        )),
-        "access_tokens": (AccessToken, or_(
-            AccessToken.expires_at <= cut.now - EXPIRED_ACCESS_KEEP,
-            AccessToken.connection_id.in_(_ended(cut)),
-        )),
-        "refresh_tokens": (RefreshToken, or_(
-            RefreshToken.expires_at <= cut.now,
-            RefreshToken.connection_id.in_(_ended(cut)),
-        )),
-        "sessions": (UserSession, or_(
-            UserSession.ended_at.isnot(None),
-            UserSession.expires_at <= cut.now,
-            UserSession.last_seen_at <= cut.idle_before,
-        )),
-        "password_resets": (PasswordReset, or_(
-            PasswordReset.used_at.isnot(None),
-            PasswordReset.expires_at <= cut.now,
-        )),
-        "recovery_codes": (RecoveryCode, RecoveryCode.used_at.isnot(None)),
+        "codes": codes.purgeable(cut.now, cut.ended_before, _ended(cut)),
+        "access_tokens": purge_tokens.spent_access(cut.now, _ended(cut)),
+        "refresh_tokens": purge_tokens.spent_refresh(cut.now, _ended(cut)),
+        "sessions": user_sessions.purgeable(cut.now, cut.idle_before),
+        "password_resets": accounts.spent_resets(cut.now),
+        "recovery_codes": accounts.used_recovery_codes(),
     }
-
-
-def stale_seals(cut: Cutoffs):
-    """Sealed successors whose grace window is over."""
-    return RefreshToken.sealed_successor.isnot(None) & (RefreshToken.rotated_at < cut.grace_before)
-
-
-def ended_overlaps(cut: Cutoffs):
-    """API keys still holding the secret a roll replaced, after its overlap ended."""
-    return ApiKey.previous_revoke_at <= cut.now
 
 
 def clearings(cut: Cutoffs) -> dict:
     """For each kind of column clean-up: its model, which rows, and the values they get."""
     return {
-        "seals_cleared": (RefreshToken, stale_seals(cut), {"sealed_successor": None}),
-        "old_key_secrets_cleared": (ApiKey, ended_overlaps(cut), {
-            "previous_digest": None, "previous_last4": None, "previous_revoke_at": None}),
+        "seals_cleared": purge_tokens.stale_seals(cut.grace_before),
+        "old_key_secrets_cleared": api_keys.ended_overlaps(cut.now),
     }
 
 
@@ -169,12 +131,7 @@ def _delete_batch(session: Session, model, condition, size: int) -> int:
         session.rollback()
         return 0
     if model is RefreshToken:
-        # A kept token may still name a doomed one as its successor (after a lifetime change);
-        # the pointer is bookkeeping only, so it is cleared rather than blocking the delete.
-        session.execute(
-            update(RefreshToken).where(RefreshToken.successor_id.in_(ids))
-            .values(successor_id=None).execution_options(synchronize_session=False)
-        )
+        purge_tokens.unlink_successors(session, ids)
     # The condition is repeated so a row that changed since the SELECT is left alone.
     deleted = session.execute(
         delete(model).where(model.id.in_(ids), condition)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from idp.core import secrets as cs
 from idp.core.clock import epoch
 from idp.infra import metrics
-from idp.store.credentials import CONNECTION_MEMBERSHIP
+from idp.store.connections import CONNECTION_MEMBERSHIP
 from idp.store.database import begin_write
 from idp.store.models import AccessToken
 from idp.store.models import Client

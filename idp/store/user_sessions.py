@@ -9,6 +9,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from flask.sessions import session_json_serializer
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -75,3 +76,12 @@ def listing(db_session: Session, user_id: int, now: datetime, config: dict) -> l
         select(UserSession).where(UserSession.user_id == user_id, live(now, config))
         .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())
     ))
+
+
+def purgeable(now: datetime, idle_before: datetime):
+    """The purge's rule for session records: ended, past their end, or idle too long."""
+    return UserSession, or_(
+        UserSession.ended_at.isnot(None),
+        UserSession.expires_at <= now,
+        UserSession.last_seen_at <= idle_before,
+    )
