@@ -11,6 +11,7 @@ from flask import jsonify
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+
 from flowestate_kit.flask import ResourceProtector
 
 

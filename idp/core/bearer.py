@@ -23,11 +23,8 @@ from flowestate_kit.answers import scope_denial
 from flowestate_kit.answers import unavailable_parts
 from flowestate_kit.answers import www_authenticate
 
-#: Seconds a client should wait after a passing database fault (every 503 of the IdP, SPEC §5.3).
-RETRY_AFTER_FAULT = RETRY_AFTER_UNAVAILABLE
-
 __all__ = [
-    "MALFORMED", "MAX_TOKEN_LENGTH", "MESSAGES", "MISSING", "RETRY_AFTER_FAULT", "STATUSES",
+    "MALFORMED", "MAX_TOKEN_LENGTH", "MESSAGES", "MISSING", "RETRY_AFTER_UNAVAILABLE", "STATUSES",
     "UNKNOWN", "Denial",
     "check_shape", "denial", "denial_from_dict", "denial_parts", "error_body",
     "parse_authorization", "scope_denial", "unavailable_parts", "www_authenticate",

@@ -19,6 +19,7 @@ from idp.core.bearer import Denial
 from idp.core.bearer import check_shape
 from idp.core.bearer import denial
 from idp.core.bearer import parse_authorization
+from idp.core.bearer import scope_denial
 from idp.core.scopes import parse_scope
 
 #: Re-exported so callers judge and parse from one module.
@@ -208,6 +209,4 @@ def judge_access_token(row: AccessTokenRow | None, now: datetime) -> Credential 
 
 def require_scopes(credential: Credential, *needed: str) -> Denial | None:
     """Refuse a credential (anything with ``scopes``) lacking any of ``needed``; write ≠ read."""
-    if any(s not in credential.scopes for s in needed):
-        return denial("insufficient_scope", needed=tuple(needed))
-    return None
+    return scope_denial(credential.scopes, needed)

@@ -14,14 +14,17 @@ from cryptography.fernet import MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-API_KEY_PREFIX = "fe_k_"
+from flowestate_kit.answers import API_KEY_PATTERN as API_KEY_PATTERN
+from flowestate_kit.answers import API_KEY_PREFIX
+
 ACCESS_TOKEN_PREFIX = "fe_at_"
 REFRESH_TOKEN_PREFIX = "fe_rt_"
 CLIENT_SECRET_PREFIX = "fe_cs_"
 RESOURCE_SECRET_PREFIX = "fe_rs_"
 
-#: An API key is the prefix and 128 bits as 32 lowercase hex characters.
-API_KEY_PATTERN = re.compile(r"fe_k_[0-9a-f]{32}")
+# An API key is its prefix and 128 bits as 32 lowercase hex characters; the prefix and the
+# pattern come from the kit's answers, which check a bearer's shape on both sides.
+
 #: OAuth tokens carry 256 bits as 43 url-safe base64 characters.
 ACCESS_TOKEN_PATTERN = re.compile(r"fe_at_[A-Za-z0-9_-]{43}")
 REFRESH_TOKEN_PATTERN = re.compile(r"fe_rt_[A-Za-z0-9_-]{43}")

@@ -11,7 +11,7 @@ from authlib.oauth2.rfc6749.hooks import hooked
 from flask import current_app
 
 from idp.core import secrets as cs
-from idp.core.bearer import RETRY_AFTER_FAULT
+from idp.core.bearer import RETRY_AFTER_UNAVAILABLE
 from idp.core.clock import utcnow
 from idp.core.credentials import connection_denial
 from idp.core.scopes import join_scope
@@ -53,7 +53,7 @@ class SuccessorUnavailable(OAuth2Error):
 
     def get_headers(self):
         """JSON headers and when to retry (SPEC §5.3: faults answer 503 with Retry-After)."""
-        return [*super().get_headers(), ("Retry-After", str(RETRY_AFTER_FAULT))]
+        return [*super().get_headers(), ("Retry-After", str(RETRY_AFTER_UNAVAILABLE))]
 
 
 def sealing_keys() -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from idp.core.bearer import RETRY_AFTER_FAULT
+from idp.core.bearer import RETRY_AFTER_UNAVAILABLE
 from idp.infra import logs
 from idp.infra import metrics
 from idp.infra.extensions import db
@@ -107,7 +107,7 @@ def database_unavailable(error):
         db.session.rollback()
     except Exception:  # the connection may be gone; the pool discards it on its own
         log.debug("rollback after a database fault failed too")
-    headers = {"Retry-After": str(RETRY_AFTER_FAULT)}
+    headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
     message = "The service is briefly unavailable; retry shortly."
     if request.path.startswith("/api/"):
         return api_error(503, "UNAVAILABLE", "temporarily_unavailable", message, headers)

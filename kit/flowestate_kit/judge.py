@@ -45,6 +45,7 @@ from flowestate_kit.answers import check_shape
 from flowestate_kit.answers import denial_from_dict
 from flowestate_kit.answers import parse_authorization
 from flowestate_kit.cache import VerdictCache
+from flowestate_kit.local_counters import LocalCounters
 
 #: Kinds of bearer introspection may call active.
 TOKEN_TYPES = ("api_key", "access_token")
@@ -188,7 +189,7 @@ class Judge:
         self.shared_counters = shared_counters
         #: Verdicts by SHA-256 digest of the token, never the token itself.
         self.verdicts = VerdictCache(cache_size, inactive_cache_size, clock)
-        self._local = FixedWindowRateLimiter(counting.LocalCounters())
+        self._local = FixedWindowRateLimiter(LocalCounters())
 
     def judge(self, authorization: str | None, caller: str | None = None) -> Bearer | Denial:
         """The verdict on an Authorization header value; raises IdpUnavailable.

@@ -30,6 +30,7 @@ from flowestate_kit.answers import unavailable_parts
 from flowestate_kit.judge import CallerLimited
 from flowestate_kit.judge import IdpUnavailable
 from flowestate_kit.judge import Judge
+from flowestate_kit.local_counters import LocalCounters
 
 __all__ = ["ENVIRON_KEY", "BearerMiddleware", "caller_address"]
 
@@ -79,7 +80,7 @@ class BearerMiddleware(Judge):
         # Longest prefix first; at equal length a rule naming the method first.
         self.rules = sorted(parsed, key=lambda r: (len(r[1]), r[0] is not None), reverse=True)
         self.rate_limit = rate_limit
-        self.strategy = FixedWindowRateLimiter(storage or counting.LocalCounters())
+        self.strategy = FixedWindowRateLimiter(storage or LocalCounters())
         self.key_prefix = key_prefix
         self.caller_key = caller_key
 

@@ -6,12 +6,12 @@ import time
 
 import pytest
 import requests
+from sqlalchemy import select
+
 from flowestate_kit.answers import Denial
 from flowestate_kit.flask import ResourceProtector
 from flowestate_kit.judge import Bearer
 from flowestate_kit.judge import IdpUnavailable
-from sqlalchemy import select
-
 from idp.infra.extensions import db
 from idp.store import api_keys
 from idp.store.models import ApiKey

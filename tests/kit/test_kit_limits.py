@@ -2,10 +2,10 @@
 inactive answers remembered at most 5 s in a cache of their own, and no other caller's 503."""
 
 import pytest
+
 from flowestate_kit.answers import Denial
 from flowestate_kit.flask import ResourceProtector
 from flowestate_kit.judge import Bearer
-
 from tests.bearer_world import build_world
 from tests.bearer_world import random_key
 from tests.kit_support import FakeClock

@@ -8,10 +8,10 @@ behind :class:`BearerMiddleware`.
 import json
 
 import pytest
-from flowestate_kit.wsgi import ENVIRON_KEY
-from flowestate_kit.wsgi import BearerMiddleware
 from werkzeug.test import Client
 
+from flowestate_kit.wsgi import ENVIRON_KEY
+from flowestate_kit.wsgi import BearerMiddleware
 from tests.bearer_world import build_world
 from tests.bearer_world import random_access_token
 from tests.bearer_world import random_key
