@@ -29,6 +29,9 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="IDP_WORKERS (processes) for every server")
     parser.add_argument("--worker-class", choices=("gthread", "sync"),
                         help="gunicorn worker class for every server (default: the config's)")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                        help="serve the ceiling, the floors and the IdP with gunicorn (the "
+                             "production config) or granian, with the same settings")
     parser.add_argument("--keep-data", action="store_true", default=None,
                         help="keep the SQLite files and PostgreSQL scratch databases")
     parser.add_argument("--write-doc", action=argparse.BooleanOptionalAction, default=None,
@@ -50,7 +53,8 @@ def main(argv=None) -> int:
                      sizes=tuple(args.sizes or ()) or None, rounds=args.rounds,
                      duration=args.duration, server_threads=args.server_threads,
                      server_workers=args.server_workers,
-                     worker_class=args.worker_class, keep_data=args.keep_data)
+                     worker_class=args.worker_class, keep_data=args.keep_data,
+                     server=args.server)
     if args.profile is not None:
         from bench import profiling
 

@@ -13,6 +13,7 @@ import psycopg
 
 from bench import load
 from bench.dataset import Shape
+from bench.granian import Granian
 from bench.scenarios import Row
 from bench.scenarios import ceiling_row
 from bench.scenarios import data_set_rows
@@ -197,8 +198,9 @@ class Run:
             shared["IDP_THREADS"] = str(self.profile.server_threads)
         if self.profile.server_workers:
             shared["IDP_WORKERS"] = str(self.profile.server_workers)
-        server = Gunicorn(name, target, {**shared, **env}, port, ready_path,
-                          self.profile.worker_class)
+        kind = Granian if self.profile.server == "granian" else Gunicorn
+        server = kind(name, target, {**shared, **env}, port, ready_path,
+                      self.profile.worker_class)
         self.servers.append(server)
         return server
 

@@ -5,6 +5,7 @@ import runpy
 import statistics
 from dataclasses import dataclass
 
+from bench import granian
 from bench.harness import Measurement
 from bench.harness import Run
 from bench.scenarios import LABELS
@@ -134,6 +135,8 @@ def wrong_answers(lines: list[Line]) -> list[tuple[str, str]]:
 
 def server_settings(p) -> str:
     """gunicorn's worker class, processes and threads as every server of the run had them."""
+    if p.server == "granian":
+        return granian.settings_line(p)
     saved = dict(os.environ)
     try:
         for name in [n for n in os.environ if n.startswith("IDP_")]:

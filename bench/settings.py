@@ -52,6 +52,8 @@ class Profile:
     server_workers: int | None = None
     #: gunicorn worker class for every server (None: the config's own: sync with one thread).
     worker_class: str | None = None
+    #: What serves every server of the run: gunicorn, or granian for comparison (bench/granian.py).
+    server: str = "gunicorn"
     #: Keep the databases (SQLite files, PostgreSQL scratch databases) after the run.
     keep_data: bool = False
 
