@@ -3,6 +3,7 @@
 import argparse
 import shutil
 import sys
+from dataclasses import replace
 
 from bench import facts
 from bench import report
@@ -37,6 +38,9 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--write-doc", action=argparse.BooleanOptionalAction, default=None,
                         help="rewrite the results section of docs/PERFORMANCE.md "
                              "(default: on for a full run, off for --quick)")
+    parser.add_argument("--peers", action="store_true", default=None,
+                        help="also measure django-oauth-toolkit and node oidc-provider "
+                             "(installed pinned under bench/out/peers)")
     parser.add_argument("--profile", nargs="*", metavar="ROW",
                         help="instead of the table, sample the IdP with py-spy under load "
                              "(rows: introspect_key introspect_token me_key me_token refresh)")
@@ -59,6 +63,8 @@ def main(argv=None) -> int:
         from bench import profiling
 
         return profiling.main(profile, args.profile)
+    if args.peers:
+        profile = replace(profile, peers=True)
     with Run(profile) as run:
         run.prepare()
         run.measure()

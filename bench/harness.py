@@ -134,6 +134,8 @@ class Run:
         self.redis: Redis | None = None
         self.ceiling: Gunicorn | None = None
         self.measurements: list[Measurement] = []
+        #: The peer authorization servers (--peers), measured beside the IdP.
+        self.peers: list = []
         #: Server name -> its workers' memory, read once the rounds are over.
         self.memory: dict[str, list[dict]] = {}
 
@@ -149,7 +151,7 @@ class Run:
             server.terminate()
         for server in self.servers:
             server.stop()
-        for path in OUT.glob("values-*.txt"):
+        for path in [*OUT.glob("values-*.txt"), *OUT.glob("values-peer-*.json")]:
             path.unlink()
         if self.redis:
             self.redis.stop()
@@ -159,7 +161,7 @@ class Run:
             with contextlib.suppress(psycopg.Error):
                 drop_database(data_set.url)
         # A 1M SQLite file is over a gigabyte; the logs and plans stay for inspection.
-        for path in OUT.glob("*.sqlite3*"):
+        for path in [*OUT.glob("*.sqlite3*"), *OUT.glob("peers/*.sqlite3*")]:
             path.unlink()
         return False
 
@@ -180,15 +182,23 @@ class Run:
                 data_set = DataSet(database, size, create_database(database, size, self.tag))
                 self.data_sets.append(data_set)
                 self.fill(data_set)
+        if self.profile.peers:
+            from bench import peers
+
+            self.peers = peers.prepare(self)
         for server in self.servers:
             server.spawn()
         for server in self.servers:
             server.wait_until(lambda s=server: answers(s.url + s.ready_path), "ready")
+        if self.peers:
+            peers.finish(self.peers)
         self.measurements = [Measurement(None, ceiling_row(), self.ceiling)]
         for data_set in self.data_sets:
             for row in data_set.rows:
                 server = data_set.floor if row.server == "floor" else data_set.idp
                 self.measurements.append(Measurement(data_set, row, server))
+        for peer in self.peers:
+            self.measurements += [Measurement(peer, row, peer.server) for row in peer.rows]
 
     def server(self, name: str, target: str, env: dict, ready_path: str) -> Gunicorn:
         """Define a server on a free port with the shared environment plus ``env``."""
@@ -234,7 +244,7 @@ class Run:
             if not path.exists():
                 path.write_text("\n".join(m.row.values) + "\n")
             return path
-        need = self.profile.pool_rate * seconds
+        need = (m.row.pool_rate or self.profile.pool_rate) * seconds
         chosen = m.row.values[m.offset:m.offset + need]
         m.offset += need
         path = OUT / f"values-{slug(m)}-{label}.txt"

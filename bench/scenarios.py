@@ -18,9 +18,14 @@ LABELS = {
     "me_token": "/api/v1/me, access token",
     "refresh": "refresh grant with rotation",
     "code": "code exchange (PKCE)",
+    # Peers (--peers): the data set column names the release.
+    "dot_introspect": "django-oauth-toolkit introspection",
+    "dot_refresh": "django-oauth-toolkit refresh, rotation",
+    "oidc_introspect": "oidc-provider introspection",
+    "oidc_refresh": "oidc-provider refresh, rotation",
 }
 #: Rows whose credentials are used once each.
-SINGLE_USE = ("refresh", "code")
+SINGLE_USE = ("refresh", "code", "dot_refresh", "oidc_refresh")
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,12 @@ class Row:
     """One kind of request against one server, with the credentials it walks through."""
 
     key: str
-    #: "ceiling", "floor" or "idp": which server of the data set answers it.
+    #: "ceiling", "floor" or "idp": which server of the data set answers it ("peer": its own).
     server: str
     plan: Plan
     values: tuple[str, ...] = ()
+    #: Requests/s a single-use pool was sized for, when not the run's ``pool_rate``.
+    pool_rate: int | None = None
 
     @property
     def single_use(self) -> bool:

@@ -56,6 +56,8 @@ class Profile:
     server: str = "gunicorn"
     #: Keep the databases (SQLite files, PostgreSQL scratch databases) after the run.
     keep_data: bool = False
+    #: Also install, seed and measure the peer authorization servers (bench/peers).
+    peers: bool = False
 
     @property
     def pool_size(self) -> int:
