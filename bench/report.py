@@ -108,11 +108,13 @@ def targets(run: Run, lines: list[Line]) -> list[tuple[str, str, bool]]:
 
 def console(lines: list[Line], checks: list[tuple[str, str, bool]]) -> str:
     """The table and the target checks as plain text."""
-    head = (f"{'data set':<22}{'row':<40}{'req/s':>9}{'x ceil':>8}{'x floor':>8}"
+    # Wide enough for a peer's name and release (--peers); 16 otherwise, as always.
+    w = max([16] + [len(line.where) + 2 for line in lines])
+    head = (f"{'data set':<{w}}{'row':<40}{'req/s':>9}{'x ceil':>8}{'x floor':>8}"
             f"{'p50 ms':>8}{'p99 ms':>8}{'p99/p50':>8}{'errors':>7}")
     out = [head, "-" * len(head)]
     for line in lines:
-        out.append(f"{line.where:<22}{LABELS[line.m.row.key]:<40}{line.rate:>9.0f}"
+        out.append(f"{line.where:<{w}}{LABELS[line.m.row.key]:<40}{line.rate:>9.0f}"
                    f"{line.ceiling:>8.2f}{line.floor or 0:>8.2f}{line.p50:>8.2f}"
                    f"{line.p99:>8.2f}{line.tail:>8.1f}{line.errors:>7}")
     out.append("")

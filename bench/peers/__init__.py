@@ -111,12 +111,16 @@ def prepare(run) -> list[PeerSet]:
 
 def finish(peer_sets: list[PeerSet]) -> None:
     """Once the servers answer: read the tokens oidc-provider minted, and make its rows."""
+    from bench.harness import log
+
     for peer in peer_sets:
         if isinstance(peer.server, OidcServer):
             values = peer.server.values()
             peer.rows = oidc_rows(peer.server, values, OIDC_POOL_RATE)
             peer.counts = values["counts"]
             peer.seed_seconds = values["seconds"]
+            log(f"peers: oidc-provider minted {len(peer.rows[1].values):,} refresh tokens "
+                f"and {peer.size:,} access tokens in {peer.seed_seconds:.0f} s")
 
 
 def describe() -> str:

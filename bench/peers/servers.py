@@ -6,6 +6,7 @@ import os
 import runpy
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 from bench.peers.install import DOT_GUNICORN
@@ -16,6 +17,10 @@ from bench.servers import Gunicorn
 from bench.servers import Process
 from bench.settings import GUNICORN_CONF
 from bench.settings import base_env
+
+#: Seconds oidc-provider may take to mint its tokens before it listens (a full run's pool is
+#: about 200,000 refresh tokens, each with its grant).
+MINT_TIMEOUT = 900
 
 
 def gunicorn_settings(profile) -> dict:
@@ -100,6 +105,15 @@ class OidcServer(Process):
         self.url = f"http://127.0.0.1:{port}"
         self.ready_path = "/.well-known/openid-configuration"
         self.values_path = values
+
+    def wait_until(self, probe, what: str) -> None:
+        """Let the process mint its pool (it writes the values file last), then probe as usual."""
+        deadline = time.monotonic() + MINT_TIMEOUT
+        while not self.values_path.exists() and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+            time.sleep(0.2)
+        super().wait_until(probe, what)
 
     def values(self) -> dict:
         """The tokens the process minted before it started listening."""

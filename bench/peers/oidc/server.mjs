@@ -4,7 +4,7 @@
 //
 // In-memory tokens exist only in this process, so it mints its own before listening, through
 // the provider's models (Grant, AccessToken, RefreshToken), and writes the raw values to
-// OIDC_VALUES for the harness. Settings come from the environment (bench/peers/oidc.py).
+// OIDC_VALUES for the harness. Settings come from the environment (bench/peers/servers.py).
 
 import { writeFileSync } from 'node:fs';
 
