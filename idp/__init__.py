@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None):
     from idp.infra.extensions import migrate
     from idp.oauth import server as oauth_server
     from idp.store import database
+    from idp.web.lean import Lean
 
     app = Flask(
         __name__,
@@ -45,6 +46,9 @@ def create_app(test_config: dict | None = None):
         **database.engine_options(app.config), **app.config["SQLALCHEMY_ENGINE_OPTIONS"]
     }
     logging.getLogger("idp").setLevel(app.config["IDP_LOG_LEVEL"])
+    # The lean read path answers /api/v1/me and introspection before Flask; inside ProxyFix,
+    # so it sees the caller's address and scheme as Flask does.
+    app.wsgi_app = Lean(app, app.wsgi_app)
     if app.config["IDP_PROXY_HOPS"]:
         hops = app.config["IDP_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

@@ -15,14 +15,14 @@ import uuid
 from datetime import UTC
 from datetime import datetime
 
-from flask import g
-from flask import has_request_context
-from flask import request
+from idp.infra import current
 
 #: Header carrying the request id in and out.
 REQUEST_ID_HEADER = "X-Request-ID"
 #: What an incoming request id may look like: short, printable, nothing to inject into a log.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+#: WSGI environ key under which the request's id is kept once chosen.
+ENVIRON_KEY = "idp.request_id"
 #: Replacement for anything redacted.
 REDACTED = "[redacted]"
 #: Names whose values are secrets wherever they appear as ``name=value`` or ``"name": "value"``.
@@ -54,12 +54,20 @@ def redact(text: str) -> str:
     return text
 
 
+def request_id_of(environ: dict) -> str:
+    """The id of the request of ``environ``: the caller's if it is sane, else a new one (made
+    once per request, kept in the environ, so Flask's path and the lean path agree)."""
+    chosen = environ.get(ENVIRON_KEY)
+    if chosen is None:
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        chosen = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+        environ[ENVIRON_KEY] = chosen
+    return chosen
+
+
 def request_id() -> str:
-    """This request's id: the caller's if it is sane, else a new one (made once per request)."""
-    if "request_id" not in g:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
-    return g.request_id
+    """The id of the request being served."""
+    return request_id_of(current.environ())
 
 
 class RequestIdFilter(logging.Filter):
@@ -67,7 +75,8 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Add ``record.request_id``; never drops a record."""
-        record.request_id = request_id() if has_request_context() else "-"
+        environ = current.environ()
+        record.request_id = request_id_of(environ) if environ is not None else "-"
         return True
 
 

@@ -122,17 +122,27 @@ class Metrics:
 
     @quiet
     def count_answer(self, response) -> None:
-        """Count the answer by endpoint and status, and the token endpoint's outcomes."""
+        """Count the answer Flask made by endpoint and status, and the token endpoint's
+        outcomes."""
         current = request._get_current_object()  # one context lookup, not one per attribute
         environ = current.environ
-        started = environ.get(STARTED)
         endpoint = current.endpoint or "unmatched"
+        self._count(endpoint, response, environ)
+        if endpoint == "oauth.token":
+            self._count_token_answer(response, environ.get(REFRESH))
+
+    @quiet
+    def count(self, endpoint: str, response, environ: dict) -> None:
+        """Count an answer made outside Flask's dispatch (the lean path) as Flask's are."""
+        self._count(endpoint, response, environ)
+
+    def _count(self, endpoint: str, response, environ: dict) -> None:
+        """Count one answer by endpoint and status (and its limit when it is a 429)."""
+        started = environ.get(STARTED)
         status = response.status_code
         self.answered(endpoint, status, perf_counter() - started if started else None)
         if status == 429:
             self.rate_limited.labels(environ.get(LIMIT, "other")).inc()
-        if endpoint == "oauth.token":
-            self._count_token_answer(response, environ.get(REFRESH))
 
     def _count_token_answer(self, response, refresh_outcome: str | None) -> None:
         """Count a token endpoint answer by grant type and result, and its refresh outcome."""

@@ -11,7 +11,6 @@ The metrics themselves, and how an answer is counted, are in idp/infra/metric_fa
 
 from time import perf_counter
 
-from flask import has_request_context
 from flask import request
 from prometheus_client import CollectorRegistry
 from prometheus_client import multiprocess
@@ -20,6 +19,7 @@ from sqlalchemy.exc import InterfaceError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from idp.infra import current
 from idp.infra.config import metrics_address
 from idp.infra.extensions import db
 from idp.infra.metric_families import LIMIT
@@ -43,6 +43,12 @@ def _observe(response):
     return response
 
 
+def observe(endpoint: str, response, environ: dict) -> None:
+    """Count an answer the lean path made (idp/web/lean.py), as the hook above counts Flask's."""
+    if _metrics is not None:
+        _metrics.count(endpoint, response, environ)
+
+
 def refresh_outcome(outcome: str) -> None:
     """Note how a refresh was settled: rotated, grace_replay, successor_unavailable or
     reuse_ended (counted with the answer)."""
@@ -52,8 +58,11 @@ def refresh_outcome(outcome: str) -> None:
 
 def note_limit(scope: str) -> None:
     """Note the limit a request breached, so its 429 is counted under that limit's name."""
-    if _metrics is not None and has_request_context():
-        request.environ[LIMIT] = scope
+    if _metrics is None:
+        return
+    environ = current.environ()
+    if environ is not None:
+        environ[LIMIT] = scope
 
 
 def connection_ended(reason: str) -> None:

@@ -129,16 +129,21 @@ def refuse_failing(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        response = view(*args, **kwargs)
-        if response.status_code != 401:
-            return response
-        usage = count(current_app.config["IDP_AUTH_FAILURE_RATE_LIMIT"], AUTH_FAILURE_SCOPE,
-                      source())
-        if usage is not None and not usage.allowed:
-            return too_many(usage, time.time())
-        return response
+        return unless_failing(view(*args, **kwargs), request.remote_addr)
 
     return wrapper
+
+
+def unless_failing(response, address: str | None):
+    """``response``; but a 401 is counted against ``address``, and past the limit it becomes
+    the 429 (:func:`refuse_failing`, also the lean path's introspection)."""
+    if response.status_code != 401:
+        return response
+    usage = count(current_app.config["IDP_AUTH_FAILURE_RATE_LIMIT"], AUTH_FAILURE_SCOPE,
+                  ratelimit.address_key(address))
+    if usage is not None and not usage.allowed:
+        return too_many(usage, time.time())
+    return response
 
 
 def init_app(app) -> None:

@@ -42,6 +42,52 @@ def introspection_payload(result, issuer: str) -> dict:
     return body
 
 
+def resource_server(conn, headers) -> str:
+    """The public id of the resource server the Basic credentials in ``headers`` name, counted
+    against its limit; InvalidClientError (401) when they name none."""
+    server = authenticate_resource_server(conn, headers)
+    if server is None:
+        raise InvalidClientError(
+            status_code=401, description="Introspection needs resource-server credentials."
+        )
+    limits.count_resource_server(server)
+    return server
+
+
+def check_token(form) -> None:
+    """``token`` is required and not empty (RFC 7662 §2.1).
+
+    ``token_type_hint`` is accepted and ignored, whatever its value: the token's own prefix
+    says what it is, and §2.1 lets a server that can tell by itself ignore the hint. So a
+    wrong or unknown hint never changes an answer.
+    """
+    if not form.get("token"):
+        raise InvalidRequestError(description="The token parameter is required.")
+
+
+def introspect(headers, form, environ: dict) -> tuple[int, dict, list]:
+    """Authenticate and count the resource server, then judge the token with the shared core:
+    the answer's status, body and headers, or an OAuth2Error Authlib words.
+
+    Used by the endpoint below and by the lean path (idp/web/lean.py), which needs only an app
+    context. A good token is left in ``g.introspected`` for the caller to record its use
+    (OAuth hooks never commit).
+    """
+    now = utcnow()
+    with reading(db.engine) as conn:
+        server = resource_server(conn, headers)
+        environ["idp.resource_server"] = server
+        check_token(form)
+        verdict = authenticate_token(conn, form["token"], now)
+    if isinstance(verdict, Credential):
+        g.introspected = (verdict, now)
+    issuer = current_app.config["IDP_ISSUER"]
+    return 200, introspection_payload(verdict, issuer), [
+        ("Content-Type", "application/json"),
+        ("Cache-Control", "no-store"),
+    ]
+
+
 class Introspection(IntrospectionEndpoint):
     """RFC 7662 for resource servers only; API keys and access tokens through the same core."""
 
@@ -50,38 +96,15 @@ class Introspection(IntrospectionEndpoint):
         if conn is None:
             with reading(db.engine) as conn:
                 return self.authenticate_endpoint_client(request, conn)
-        server = authenticate_resource_server(conn, request.headers)
-        if server is None:
-            raise InvalidClientError(
-                status_code=401, description="Introspection needs resource-server credentials."
-            )
+        server = resource_server(conn, request.headers)
         request.client = server
         flask_request.environ["idp.resource_server"] = server
-        limits.count_resource_server(server)
         return server
 
     def check_params(self, request, client):
-        """``token`` is required and not empty (RFC 7662 §2.1).
-
-        ``token_type_hint`` is accepted and ignored, whatever its value: the token's own
-        prefix says what it is, and §2.1 lets a server that can tell by itself ignore the
-        hint. So a wrong or unknown hint never changes an answer.
-        """
-        if not request.form.get("token"):
-            raise InvalidRequestError(description="The token parameter is required.")
+        """``token`` is required and not empty (:func:`check_token`)."""
+        check_token(request.form)
 
     def create_endpoint_response(self, request):
-        """Judge the token with the shared core and describe the verdict."""
-        now = utcnow()
-        with reading(db.engine) as conn:
-            self.authenticate_endpoint_client(request, conn)
-            self.check_params(request, None)
-            verdict = authenticate_token(conn, request.form["token"], now)
-        if isinstance(verdict, Credential):
-            # The view records the time of use after this hook (OAuth hooks never commit).
-            g.introspected = (verdict, now)
-        issuer = current_app.config["IDP_ISSUER"]
-        return 200, introspection_payload(verdict, issuer), [
-            ("Content-Type", "application/json"),
-            ("Cache-Control", "no-store"),
-        ]
+        """Judge the token with the shared core and describe the verdict (:func:`introspect`)."""
+        return introspect(request.headers, request.form, flask_request.environ)

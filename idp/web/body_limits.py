@@ -16,8 +16,13 @@ def refuse_large_body():
     /api/v1/me) would otherwise answer as if it were not there. A chunked body without a length
     is still refused by Werkzeug as soon as a read passes the limit.
     """
+    check_length(request)
+
+
+def check_length(req) -> None:
+    """Raise RequestEntityTooLarge when ``req`` declares a body over MAX_CONTENT_LENGTH."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if limit is not None and (request.content_length or 0) > limit:
+    if limit is not None and (req.content_length or 0) > limit:
         raise RequestEntityTooLarge()
 
 
@@ -35,10 +40,16 @@ def refuse_unreadable_body():
     told "grant_type is required" about a body that holds one. A request without a body is
     left to Authlib, which names the missing parameter, whatever its Content-Type says.
     """
-    if request.endpoint not in FORM_ENDPOINTS or request.mimetype in FORM_MEDIA_TYPES:
+    if request.endpoint in FORM_ENDPOINTS:
+        check_form(request)
+
+
+def check_form(req) -> None:
+    """Raise UnsupportedMediaType when ``req`` carries a body that is not a form."""
+    if req.mimetype in FORM_MEDIA_TYPES:
         return
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if request.content_length or chunked:
+    chunked = "chunked" in req.headers.get("Transfer-Encoding", "").lower()
+    if req.content_length or chunked:
         raise UnsupportedMediaType()
 
 

@@ -242,7 +242,12 @@ def introspect():
     """RFC 7662 introspection for resource servers; API keys and access tokens alike. Counted
     per address on failed authentication, per authenticated resource server (never per
     token, never per claimed id) once authenticated (idp/oauth/limits.py)."""
-    response = server().create_endpoint_response("introspection")
+    return introspected(server().create_endpoint_response("introspection"))
+
+
+def introspected(response):
+    """Record the use of the token an introspection found good, and keep the answer out of
+    caches (this view's last step, and the lean path's)."""
     if "introspected" in g:
         # The caller is a service, not the token's user: record the time of use only and
         # keep the last address seen directly (by /api/v1/me) as it was.

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp.core.bearer import RETRY_AFTER_UNAVAILABLE
+from idp.infra import current
 from idp.infra import logs
 from idp.infra import metrics
 from idp.infra.extensions import db
@@ -30,7 +31,7 @@ AUTHORIZE_PAGE = "/oauth/authorize"
 
 def wants_json() -> bool:
     """API, OAuth and health endpoints answer JSON; pages answer HTML (SPEC §5, 2026-11-28)."""
-    path = request.path
+    path = current.path()
     if path == AUTHORIZE_PAGE:
         return False
     # The OpenAPI document is for machines too, and describes its own errors as JSON.
@@ -91,7 +92,7 @@ def rate_limited(error: RateLimitExceeded):
     """429 with Retry-After and the X-RateLimit-* headers of the breached limit."""
     message = "Too many requests; wait before retrying."
     headers = _limit_headers()
-    if request.path.startswith("/api/"):
+    if current.path().startswith("/api/"):
         return api_error(429, "RATE_LIMITED", "rate_limited", message, headers)
     if wants_json():
         return _oauth_json(429, "rate_limited", message, headers)
@@ -109,7 +110,7 @@ def database_unavailable(error):
         log.debug("rollback after a database fault failed too")
     headers = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}
     message = "The service is briefly unavailable; retry shortly."
-    if request.path.startswith("/api/"):
+    if current.path().startswith("/api/"):
         return api_error(503, "UNAVAILABLE", "temporarily_unavailable", message, headers)
     if wants_json():
         return _oauth_json(503, "temporarily_unavailable", message, headers)
@@ -128,7 +129,7 @@ def unprocessable_value(error: DataError):
     except Exception:  # nothing was written; a failed rollback leaves nothing behind
         log.debug("rollback after a refused value failed")
     message = "The request holds a value that cannot be processed."
-    if request.path.startswith("/api/"):
+    if current.path().startswith("/api/"):
         return api_error(400, "BAD_REQUEST", "invalid_request", message)
     if wants_json():
         return _oauth_json(400, "invalid_request", message)
@@ -139,7 +140,7 @@ def body_too_large(error: RequestEntityTooLarge):
     """413 in the shape of the endpoint (RFC 9110 §15.5.14: Content Too Large)."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     message = f"The request body is larger than {limit} bytes."
-    if request.path.startswith("/api/"):
+    if current.path().startswith("/api/"):
         return api_error(413, "CONTENT_TOO_LARGE", "content_too_large", message)
     if wants_json():
         # RFC 6749 §5.2 has no code for an oversized request; it is a malformed one for us.
@@ -212,7 +213,7 @@ def http_error(error: HTTPException):
         code, reason, oauth, message = HTTP_ERRORS.get(status, (
             fallback, fallback.lower(), "invalid_request" if status < 500 else "server_error",
             error.description))
-        if request.path.startswith("/api/"):
+        if current.path().startswith("/api/"):
             return api_error(status, code, reason, message, headers)
         return _oauth_json(status, oauth, message, headers)
     title, message = PAGES.get(status, (error.name, error.description))
@@ -220,13 +221,30 @@ def http_error(error: HTTPException):
     return _page(status, title, message, headers, reference=reference)
 
 
+#: Each failure answered here, with its handler. HTTPException also answers an unexpected
+#: exception's 500, after its traceback was logged (never shown).
+HANDLERS = (
+    (RateLimitExceeded, rate_limited),
+    (DBAPIError, database_unavailable),
+    (DataError, unprocessable_value),
+    (PoolTimeout, database_unavailable),
+    (CSRFError, csrf_failed),
+    (RequestEntityTooLarge, body_too_large),
+    (HTTPException, http_error),
+)
+
+
+def handler_for(error: Exception):
+    """The handler of ``error`` chosen as Flask chooses (the most specific class), or None;
+    for the lean path (idp/web/lean.py), which answers outside Flask's dispatch."""
+    handlers = dict(HANDLERS)
+    for cls in type(error).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None
+
+
 def init_app(app):
     """Register the handlers."""
-    app.register_error_handler(RateLimitExceeded, rate_limited)
-    app.register_error_handler(DBAPIError, database_unavailable)
-    app.register_error_handler(DataError, unprocessable_value)
-    app.register_error_handler(PoolTimeout, database_unavailable)
-    app.register_error_handler(CSRFError, csrf_failed)
-    app.register_error_handler(RequestEntityTooLarge, body_too_large)
-    # Also an unexpected exception's 500, after Flask has logged its traceback (never shown).
-    app.register_error_handler(HTTPException, http_error)
+    for cls, handler in HANDLERS:
+        app.register_error_handler(cls, handler)

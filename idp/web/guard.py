@@ -6,6 +6,7 @@ The bearer is judged by ``idp.store.credentials.authenticate`` (one lookup, then
 
 import time
 from functools import wraps
+from typing import NamedTuple
 
 from flask import current_app
 from flask import g
@@ -26,7 +27,10 @@ from idp.store.credentials import authenticate
 from idp.store.database import reading
 from idp.web.unit_of_work import record_use
 
-__all__ = ["denial_response", "json_response", "require_bearer", "www_authenticate"]
+__all__ = [
+    "Admitted", "admit", "denial_response", "json_response", "require_bearer", "respond",
+    "www_authenticate",
+]
 
 
 def json_response(status: int, body: dict, headers: dict):
@@ -48,42 +52,63 @@ def count_request(credential: Credential) -> ratelimit.Usage | None:
                           credential.rate_key)
 
 
-def respond(credential: Credential, usage, now: float, scopes, call_view):
+class Admitted(NamedTuple):
+    """A bearer that passed: its credential, its counted usage (None: not counted) and when."""
+
+    credential: Credential
+    usage: ratelimit.Usage | None
+    now: float
+
+
+def admit(authorization: str | None, address: str | None, rate_limit: bool = True):
+    """Judge, count and note the use of a bearer: :class:`Admitted`, or the refusal to send.
+
+    The order matters: authentication first, so unknown tokens never spend a real
+    credential's quota; then the rate limit, so a credential that hammers an endpoint it may
+    not use still meets its limit (the scopes come after, in :func:`respond`). Shared by the
+    decorator below and the lean path (idp/web/lean.py), which needs only an app context.
+    """
+    with reading(db.engine) as conn:
+        result = authenticate(conn, authorization, utcnow())
+    if isinstance(result, Denial):
+        return denial_response(result)
+    usage = count_request(result) if rate_limit else None
+    now = time.time()
+    if usage is not None and not usage.allowed:
+        return json_response(*ratelimit.rate_limited_parts(usage, now))
+    record_use(db.session, result, utcnow(), current_app.config["IDP_LAST_USED_INTERVAL"],
+               address)
+    return Admitted(result, usage, now)
+
+
+def respond(admitted: Admitted, scopes, call_view):
     """Scope check, then the view; the rate-limit headers go on whatever answers.
 
     The last step of the in-process guard (SPEC §4, §10).
     """
-    denial = require_scopes(credential, *scopes)
+    denial = require_scopes(admitted.credential, *scopes)
     response = denial_response(denial) if denial else make_response(call_view())
-    if usage is not None:
-        response.headers.update(usage.headers(now))
+    if admitted.usage is not None:
+        response.headers.update(admitted.usage.headers(admitted.now))
     return response
 
 
 def require_bearer(*scopes: str, rate_limit: bool = True):
-    """Decorator: judge the bearer, count it, check scopes; the credential is ``g.credential``.
-
-    The order matters: authentication first, so unknown tokens never spend a real
-    credential's quota; then the rate limit, so a credential that hammers an endpoint it may
-    not use still meets its limit; then the scopes the endpoint needs.
-    """
+    """Decorator: judge the bearer, count it, check scopes; the credential is ``g.credential``
+    (:func:`admit`, then :func:`respond`)."""
 
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            with reading(db.engine) as conn:
-                result = authenticate(conn, request.headers.get("Authorization"), utcnow())
-            if isinstance(result, Denial):
-                return denial_response(result)
-            g.credential = result
-            usage = count_request(result) if rate_limit else None
-            now = time.time()
-            if usage is not None and not usage.allowed:
-                return json_response(*ratelimit.rate_limited_parts(usage, now))
-            record_use(db.session, result, utcnow(), current_app.config["IDP_LAST_USED_INTERVAL"],
-                       request.remote_addr)
-            return respond(result, usage, now, scopes, lambda: view(*args, **kwargs))
+            admitted = admit(request.headers.get("Authorization"), request.remote_addr,
+                             rate_limit)
+            if not isinstance(admitted, Admitted):
+                return admitted
+            g.credential = admitted.credential
+            return respond(admitted, scopes, lambda: view(*args, **kwargs))
 
+        #: The rules this view is guarded by, for the lean path that answers it first.
+        wrapper.bearer_rules = (scopes, rate_limit)
         return wrapper
 
     return decorate

@@ -12,6 +12,7 @@ from flask import request
 from sqlalchemy import select
 
 from idp.core.secrets import plausible_client_id
+from idp.infra import current
 from idp.infra.extensions import db
 from idp.store.models import Client
 
@@ -107,18 +108,25 @@ def add_headers(response):
         # Only a rendered sign-in or consent form needs more; error answers never look it up.
         page = response.status_code in (200, 401) and response.mimetype == "text/html"
         targets = form_targets() if page else ()
-        response.headers["Content-Security-Policy"] = (
-            content_security_policy(targets) if targets else DEFAULT_POLICY
-        )
-    for name, value in FIXED_HEADERS.items():
-        response.headers.setdefault(name, value)
+        if targets:
+            response.headers["Content-Security-Policy"] = content_security_policy(targets)
     if request.endpoint in AUTHORIZATION_PAGES:
         # Sign-in and consent pages hold a CSRF token, a person's email and organizations: a
         # shared or back-button cache must never replay them (RFC 9111 §5.2.2.5).
         response.headers.setdefault("Cache-Control", "no-store")
+    return add_fixed_headers(response)
+
+
+def add_fixed_headers(response):
+    """The headers of every answer that is not a sign-in or consent form (the lean path's
+    answers take exactly these); a value already set wins."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", DEFAULT_POLICY)
+    for name, value in FIXED_HEADERS.items():
+        headers.setdefault(name, value)
     if not current_app.config["IDP_DEVELOPMENT"]:
         # Production runs on https only (idp.infra.config_checks refuses anything else).
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 
 
@@ -133,12 +141,12 @@ def log_proxy_hint() -> None:
     if _Hint.logged:
         return
     _Hint.logged = True
-    forwarded = request.headers.get("X-Forwarded-Proto")
+    forwarded = (current.environ() or {}).get("HTTP_X_FORWARDED_PROTO")
     log.error(
         "OAuth request to %s arrived as plain http (X-Forwarded-Proto: %s, IDP_PROXY_HOPS=%s);"
         " behind a TLS proxy set IDP_PROXY_HOPS to the number of proxies and have the "
         "proxy send X-Forwarded-Proto (docs/OPERATIONS.md)",
-        request.path, forwarded or "absent", current_app.config["IDP_PROXY_HOPS"],
+        current.path(), forwarded or "absent", current_app.config["IDP_PROXY_HOPS"],
     )
 
 
