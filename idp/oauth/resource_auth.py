@@ -11,12 +11,14 @@ worker that has just seen it.
 import hmac
 import threading
 import time
+from typing import NamedTuple
 
 from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.core import secrets as cs
+from idp.store.driver import DriverStatement
 from idp.store.models import ResourceServer
 
 #: How long a successful check is trusted without asking the database again.
@@ -24,10 +26,21 @@ MEMO_SECONDS = 5.0
 #: At most this many remembered checks per app; a full memo is emptied, never grown.
 MEMO_SIZE = 256
 
-#: The three columns a check needs, by public client_id (built once: PERFORMANCE.md §1, §2).
-_BY_PUBLIC_ID = select(
+
+
+class ServerRow(NamedTuple):
+    """The three columns a check needs."""
+
+    public_id: str
+    secret_digest: str
+    enabled: bool
+
+
+#: Those columns by public client_id (built once: PERFORMANCE.md §1, §2), run on the driver's
+#: cursor (idp/store/driver.py).
+BY_PUBLIC_ID = DriverStatement(select(
     ResourceServer.public_id, ResourceServer.secret_digest, ResourceServer.enabled
-).where(ResourceServer.public_id == bindparam("public_id"))
+).where(ResourceServer.public_id == bindparam("public_id")), ServerRow)
 
 
 class Memo:
@@ -77,7 +90,7 @@ def check(session: Session, memo: Memo, client_id: str | None, secret: str | Non
     key = (client_id, presented)
     if memo.holds(key):
         return client_id
-    row = session.execute(_BY_PUBLIC_ID, {"public_id": client_id}).first()
+    row = BY_PUBLIC_ID.first(session, {"public_id": client_id})
     if row is None:
         return None
     public_id, stored, enabled = row

@@ -23,6 +23,7 @@ from idp.core.credentials import judge_access_token
 from idp.core.credentials import judge_api_key
 from idp.core.credentials import parse_authorization
 from idp.store.connections import CONNECTION_MEMBERSHIP
+from idp.store.driver import DriverStatement
 from idp.store.models import AccessToken
 from idp.store.models import ApiKey
 from idp.store.models import Client
@@ -92,6 +93,10 @@ ACCESS_TOKEN_BY_DIGEST = (
     .where(AccessToken.digest == bindparam("digest"))
 )
 
+#: Both, run on the driver's cursor (idp/store/driver.py).
+_API_KEY = DriverStatement(API_KEY_BY_DIGEST, ApiKeyRow)
+_ACCESS_TOKEN = DriverStatement(ACCESS_TOKEN_BY_DIGEST, AccessTokenRow)
+
 
 def authenticate(conn, authorization: str | None, now: datetime) -> Credential | Denial:
     """Judge an Authorization header value (or None) at time ``now``.
@@ -109,14 +114,14 @@ def authenticate_token(conn, token: str, now: datetime) -> Credential | Denial:
 
     The prefix alone says which table to ask, so each call makes at most one indexed lookup
     by digest, and a value of no known shape makes none. The row goes to the core as it came
-    from the driver: no ORM object is built on this path.
+    from the driver, converted by the columns' types: no ORM object is built on this path.
     """
     kind = bearer_kind(token)
     if kind == API_KEY:
         presented = cs.digest(token)
-        row = conn.execute(API_KEY_BY_DIGEST, {"digest": presented}).first()
+        row = _API_KEY.first(conn, {"digest": presented})
         return judge_api_key(row, presented, now)
     if kind == OAUTH:
-        row = conn.execute(ACCESS_TOKEN_BY_DIGEST, {"digest": cs.digest(token)}).first()
+        row = _ACCESS_TOKEN.first(conn, {"digest": cs.digest(token)})
         return judge_access_token(row, now)
     return kind
