@@ -28,7 +28,8 @@ from idp.store.database import reading
 from idp.web.unit_of_work import record_use
 
 __all__ = [
-    "Admitted", "admit", "denial_response", "json_response", "require_bearer", "respond",
+    "Admitted", "admit", "denial_response", "guarded", "json_response", "require_bearer",
+    "respond",
     "www_authenticate",
 ]
 
@@ -93,6 +94,17 @@ def respond(admitted: Admitted, scopes, call_view):
     return response
 
 
+def guarded(authorization: str | None, address: str | None, scopes, rate_limit: bool,
+            call_view):
+    """:func:`admit`, then :func:`respond` with the credential in ``g.credential`` (the
+    decorator's whole work, and the lean path's for a guarded view)."""
+    admitted = admit(authorization, address, rate_limit)
+    if not isinstance(admitted, Admitted):
+        return admitted
+    g.credential = admitted.credential
+    return respond(admitted, scopes, call_view)
+
+
 def require_bearer(*scopes: str, rate_limit: bool = True):
     """Decorator: judge the bearer, count it, check scopes; the credential is ``g.credential``
     (:func:`admit`, then :func:`respond`)."""
@@ -100,12 +112,8 @@ def require_bearer(*scopes: str, rate_limit: bool = True):
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            admitted = admit(request.headers.get("Authorization"), request.remote_addr,
-                             rate_limit)
-            if not isinstance(admitted, Admitted):
-                return admitted
-            g.credential = admitted.credential
-            return respond(admitted, scopes, lambda: view(*args, **kwargs))
+            return guarded(request.headers.get("Authorization"), request.remote_addr, scopes,
+                           rate_limit, lambda: view(*args, **kwargs))
 
         #: The rules this view is guarded by, for the lean path that answers it first.
         wrapper.bearer_rules = (scopes, rate_limit)

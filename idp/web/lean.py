@@ -4,8 +4,8 @@ These two reads are most of the IdP's traffic, and Flask's dispatch (request con
 URL matching, hooks) and Authlib's request wrapping cost more than the lookup they serve
 (docs/PERFORMANCE.md, "The lean read path"). This WSGI layer, mounted inside ProxyFix, answers
 them in an app context only, through the very functions the Flask views call: the guard's
-:func:`~idp.web.guard.admit` and :func:`~idp.web.guard.respond` and the view's own body for
-``/api/v1/me``; :func:`idp.oauth.introspection.introspect`, Authlib's error wording,
+:func:`~idp.web.guard.guarded` and the view's own body for ``/api/v1/me``;
+:func:`idp.oauth.introspection.introspect`, Authlib's error wording,
 :func:`idp.web.consent.introspected` and :func:`idp.infra.throttle.unless_failing` for
 introspection; the body rules of idp/web/body_limits.py, the error handlers of
 idp/web/errors.py, the security headers, the request id and the metrics. Nothing here decides
@@ -20,7 +20,6 @@ import logging
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
-from flask import g
 from werkzeug.exceptions import InternalServerError
 
 from idp.infra import current
@@ -42,12 +41,8 @@ log = logging.getLogger(__name__)
 def _me(request):
     """``/api/v1/me``: the guard's steps and the view's body, with the view's own rules."""
     scopes, rate_limit = api.me.bearer_rules
-    admitted = guard.admit(request.headers.get("Authorization"), request.remote_addr,
-                           rate_limit)
-    if not isinstance(admitted, guard.Admitted):
-        return admitted
-    g.credential = admitted.credential
-    return guard.respond(admitted, scopes, api.me.__wrapped__)
+    return guard.guarded(request.headers.get("Authorization"), request.remote_addr, scopes,
+                         rate_limit, api.me.__wrapped__)
 
 
 def _introspect(request):
