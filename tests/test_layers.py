@@ -19,8 +19,9 @@ ALLOWED = {
     "store": {"core", "infra", "store"},
     "signin": {"core", "infra", "store", "signin"},
     "oauth": {"core", "infra", "store", "oauth"},
-    "web": {"core", "infra", "store", "signin", "oauth", "web"},
-    "cli": {"core", "infra", "store", "signin", "cli"},
+    "ssf": {"core", "infra", "store", "ssf"},
+    "web": {"core", "infra", "store", "signin", "oauth", "ssf", "web"},
+    "cli": {"core", "infra", "store", "signin", "ssf", "cli"},
 }
 #: The frameworks idp.core stays free of (plain libraries such as cryptography are fine).
 FRAMEWORKS = {"flask", "sqlalchemy", "authlib", "werkzeug", "wtforms"}
