@@ -26,10 +26,16 @@ from idp.store.models.oauth import Connection
 from idp.store.models.oauth import ConnectorClientRules
 from idp.store.models.oauth import RefreshToken
 from idp.store.models.oauth import ResourceServer
+from idp.store.models.ssf import SsfDelivery
+from idp.store.models.ssf import SsfEvent
+from idp.store.models.ssf import SsfKey
+from idp.store.models.ssf import SsfState
+from idp.store.models.ssf import SsfStream
 
 __all__ = [
     "AccessToken", "ApiKey", "AuditEvent", "AuthorizationCode", "Client", "Connection",
     "ConnectorClientRules", "DIGEST", "MANAGER_ROLES", "Membership", "Organization", "PUBLIC_ID",
     "Passkey", "PasswordReset", "ROLES", "RecoveryCode", "RefreshToken", "ResourceServer",
-    "TotpCredential", "User", "UserSession",
+    "SsfDelivery", "SsfEvent", "SsfKey", "SsfState", "SsfStream", "TotpCredential", "User",
+    "UserSession",
 ]
