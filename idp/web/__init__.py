@@ -15,6 +15,7 @@ def init_app(app) -> None:
     from idp.web import password
     from idp.web import second_step
     from idp.web import sessions
+    from idp.web import ssf
     from idp.web.settings import activity
     from idp.web.settings import api_key_changes
     from idp.web.settings import api_keys
@@ -30,5 +31,5 @@ def init_app(app) -> None:
     headers.init_app(app)
     for module in (auth, second_step, consent, apps, api_keys, api_key_changes, session_pages,
                    activity, api, health, openapi, home, password, password_change, security,
-                   passkeys):
+                   passkeys, ssf):
         app.register_blueprint(module.bp)

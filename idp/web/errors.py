@@ -35,7 +35,7 @@ def wants_json() -> bool:
     if path == AUTHORIZE_PAGE:
         return False
     # The OpenAPI document is for machines too, and describes its own errors as JSON.
-    return path.startswith(("/api/", "/oauth/", "/.well-known/", "/healthz", "/readyz",
+    return path.startswith(("/api/", "/oauth/", "/.well-known/", "/ssf/", "/healthz", "/readyz",
                             "/openapi.yaml"))
 
 
@@ -48,9 +48,17 @@ def api_error(status: int, code: str, reason: str, message: str, headers=None):
     return response
 
 
+#: RFC 8936 poll answers its errors as ``{"err", "description"}`` (§2.4.4), not as OAuth does.
+POLL_PATH = "/ssf/poll/"
+
+
 def _oauth_json(status: int, error: str, description: str, headers=None):
-    """RFC 6749 §5.2 style body for the OAuth endpoints."""
-    response = jsonify(error=error, error_description=description)
+    """RFC 6749 §5.2 style body for the OAuth and stream-management endpoints; RFC 8936's on
+    the poll endpoint."""
+    if current.path().startswith(POLL_PATH):
+        response = jsonify(err=error, description=description)
+    else:
+        response = jsonify(error=error, error_description=description)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
