@@ -11,7 +11,8 @@ from idp.infra.config import metrics_address
 #: Settings that are lifetimes and must be positive.
 POSITIVE_SECONDS = (
     "IDP_CODE_TTL", "IDP_ACCESS_TOKEN_TTL", "IDP_REFRESH_TOKEN_TTL", "IDP_ENDED_RETENTION_SECONDS",
-    "IDP_PASSWORD_RESET_TTL",
+    "IDP_PASSWORD_RESET_TTL", "IDP_SSF_RETENTION_SECONDS", "IDP_SSF_INACTIVITY_SECONDS",
+    "IDP_SSF_PUSH_BACKOFF_MAX",
 )
 #: Settings that are rate limits in the ``limits`` notation ("600 per minute").
 RATE_LIMITS = (
@@ -45,6 +46,12 @@ MIN_SECRET_KEY_LENGTH = 32
 #: maintenance (docs/OPERATIONS.md) without leaving a thief a long blind spot.
 MAX_REFRESH_GRACE_SECONDS = 300
 
+#: Longest SSF long poll: a waiting poll holds a worker (one request per process, the sync
+#: worker), and gunicorn restarts a worker silent for IDP_WORKER_TIMEOUT (30 s by default).
+MAX_SSF_LONG_POLL_SECONDS = 20
+#: Longest wait for one push request; a slow receiver holds that stream's queue meanwhile.
+MAX_SSF_PUSH_TIMEOUT = 60
+
 
 def _check_values(config: dict) -> None:
     """Settings that are wrong in any mode: lifetimes, rate limits, log settings."""
@@ -63,6 +70,7 @@ def _check_values(config: dict) -> None:
             f"refresh token goes undetected that long, got {config['IDP_REFRESH_GRACE_SECONDS']}."
         )
     _check_session_lifetimes(config)
+    _check_ssf(config)
     for name in RATE_LIMITS + OPTIONAL_RATE_LIMITS:
         if name in OPTIONAL_RATE_LIMITS and not config[name]:
             continue
@@ -112,6 +120,18 @@ def _check_session_lifetimes(config: dict) -> None:
             "IDP_SESSION_MAX_SECONDS must be at least IDP_SESSION_IDLE_SECONDS and at most a "
             f"year, got {longest}."
         )
+
+
+def _check_ssf(config: dict) -> None:
+    """The Shared Signals timings: a poll may return at once (0), a push needs some time."""
+    poll = config["IDP_SSF_LONG_POLL_SECONDS"]
+    if not 0 <= poll <= MAX_SSF_LONG_POLL_SECONDS:
+        raise ConfigError(f"IDP_SSF_LONG_POLL_SECONDS must be between 0 and "
+                          f"{MAX_SSF_LONG_POLL_SECONDS}, got {poll}.")
+    push = config["IDP_SSF_PUSH_TIMEOUT"]
+    if not 0 < push <= MAX_SSF_PUSH_TIMEOUT:
+        raise ConfigError(f"IDP_SSF_PUSH_TIMEOUT must be more than 0 and at most "
+                          f"{MAX_SSF_PUSH_TIMEOUT} seconds, got {push}.")
 
 
 def check_config(config: dict) -> None:

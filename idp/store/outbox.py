@@ -10,12 +10,17 @@ commits: every function works in the caller's session and transaction.
 import secrets
 from datetime import datetime
 
+from sqlalchemy import DateTime
+from sqlalchemy import Float
 from sqlalchemy import exists
 from sqlalchemy import func
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from idp.core import secrets as cs
 from idp.core import ssf_events
@@ -23,8 +28,10 @@ from idp.store.database import WRITE_INTENT
 from idp.store.database import write_now
 from idp.store.models import SsfDelivery
 from idp.store.models import SsfEvent
+from idp.store.models import SsfKey
 from idp.store.models import SsfState
 from idp.store.models import SsfStream
+from idp.store.models.ssf import POLL
 
 #: The sequencer's row in ``ssf_state``.
 STATE_ID = 1
@@ -188,7 +195,56 @@ def lag(session: Session, stream_id: int) -> tuple[int, datetime | None]:
     return count, oldest
 
 
-def unacknowledged(event_id_column):
-    """EXISTS an unacknowledged delivery of the event whose id is ``event_id_column``."""
-    return exists().where(SsfDelivery.event_id == event_id_column,
-                          SsfDelivery.acked_at.is_(None))
+# --- the purge's rules (idp/store/purge.py runs them in batches) -----------------------------
+
+
+def acknowledged_deliveries(before: datetime):
+    """Deliveries acknowledged (or refused for good) before ``before``: nothing reads them."""
+    return SsfDelivery, SsfDelivery.acked_at <= before
+
+
+def spent_events(before: datetime):
+    """Events made before ``before``, sequenced, that no stream still waits to acknowledge.
+
+    An unsequenced event stays whatever its age: the sequencer has not fanned it out yet.
+    """
+    waiting = exists().where(SsfDelivery.event_id == SsfEvent.id, SsfDelivery.acked_at.is_(None))
+    return SsfEvent, SsfEvent.seq.isnot(None) & (SsfEvent.created_at <= before) & ~waiting
+
+
+class _SecondsSince(FunctionElement):
+    """Seconds from a stored naive UTC time to ``now``, in each database's date arithmetic."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(_SecondsSince, "sqlite")
+def _seconds_since_sqlite(element, compiler, **kw):
+    """SQLite stores ISO text; julianday reads it."""
+    since, now = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"((julianday({now}) - julianday({since})) * 86400.0)"
+
+
+@compiles(_SecondsSince, "postgresql")
+def _seconds_since_postgresql(element, compiler, **kw):
+    """PostgreSQL subtracts timestamps into an interval."""
+    since, now = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({now} - {since}))"
+
+
+def inactive_poll_streams(now: datetime, default_seconds: int):
+    """Poll streams not polled (or, never polled, not used since their creation) for longer
+    than their ``inactivity_timeout``, or ``default_seconds`` when they set none
+    (``IDP_SSF_INACTIVITY_SECONDS``; SSF 1.0 §8.1.1). Their deliveries go with them."""
+    idle = _SecondsSince(func.coalesce(SsfStream.last_polled_at, SsfStream.created_at),
+                         literal(now, DateTime))
+    limit = func.coalesce(SsfStream.inactivity_timeout, default_seconds)
+    return SsfStream, (SsfStream.delivery_method == POLL) & (idle > limit)
+
+
+def retired_keys():
+    """Retired signing keys no unacknowledged delivery was signed with: a receiver can no
+    longer need them to check a SET, so they leave the JWKS."""
+    signed = exists().where(SsfDelivery.signed_kid == SsfKey.kid, SsfDelivery.acked_at.is_(None))
+    return SsfKey, SsfKey.retired_at.isnot(None) & ~signed

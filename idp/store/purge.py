@@ -14,7 +14,11 @@ the tokens' in idp/store/purge_tokens.py):
 * sealed successors older than the grace window: nobody may open them any more;
 * sign-in sessions ended, idle too long or past their end (``idp.store.user_sessions``);
 * used or expired password-reset links, used recovery codes (``idp.store.accounts``);
-* a rolled API key's replaced secret once its overlap has ended (``idp.store.api_keys``).
+* a rolled API key's replaced secret once its overlap has ended (``idp.store.api_keys``);
+* Shared Signals (``idp.store.outbox``): poll streams unused past their inactivity timeout,
+  deliveries acknowledged more than ``IDP_SSF_RETENTION_SECONDS`` ago, sequenced events that
+  old which no stream still waits for, and retired signing keys no unacknowledged SET needs.
+  Events nobody has sequenced yet are sequenced first, so they do not wait for a stream.
 
 Rotated refresh tokens of a live connection stay until they expire: they are what detects a
 stolen token being replayed. Each batch is its own short transaction, so refreshes and sign-ins
@@ -42,6 +46,7 @@ from idp.infra.extensions import db
 from idp.store import accounts
 from idp.store import api_keys
 from idp.store import codes
+from idp.store import outbox
 from idp.store import purge_tokens
 from idp.store import user_sessions
 from idp.store.database import begin_write
@@ -73,6 +78,8 @@ class Cutoffs:
     ended_before: datetime
     grace_before: datetime
     idle_before: datetime
+    ssf_before: datetime
+    ssf_inactivity_seconds: int
 
     @classmethod
     def from_config(cls, now: datetime, config: dict) -> "Cutoffs":
@@ -82,6 +89,8 @@ class Cutoffs:
             ended_before=now - timedelta(seconds=config["IDP_ENDED_RETENTION_SECONDS"]),
             grace_before=now - timedelta(seconds=config["IDP_REFRESH_GRACE_SECONDS"]),
             idle_before=now - timedelta(seconds=config["IDP_SESSION_IDLE_SECONDS"]),
+            ssf_before=now - timedelta(seconds=config["IDP_SSF_RETENTION_SECONDS"]),
+            ssf_inactivity_seconds=config["IDP_SSF_INACTIVITY_SECONDS"],
         )
 
 
@@ -91,7 +100,8 @@ class Report:
 
     counts: dict = field(default_factory=lambda: dict.fromkeys(
         ("codes", "access_tokens", "refresh_tokens", "seals_cleared", "sessions",
-         "password_resets", "recovery_codes", "old_key_secrets_cleared"), 0))
+         "password_resets", "recovery_codes", "old_key_secrets_cleared", "ssf_streams",
+         "ssf_deliveries", "ssf_events", "ssf_keys"), 0))
 
     def line(self) -> str:
         """One line for the operator's log."""
@@ -112,6 +122,11 @@ def deletions(cut: Cutoffs) -> dict:
         "sessions": user_sessions.purgeable(cut.now, cut.idle_before),
         "password_resets": accounts.spent_resets(cut.now),
         "recovery_codes": accounts.used_recovery_codes(),
+        # Streams first: their deliveries go with them, and keys wait on deliveries.
+        "ssf_streams": outbox.inactive_poll_streams(cut.now, cut.ssf_inactivity_seconds),
+        "ssf_deliveries": outbox.acknowledged_deliveries(cut.ssf_before),
+        "ssf_events": outbox.spent_events(cut.ssf_before),
+        "ssf_keys": outbox.retired_keys(),
     }
 
 
@@ -157,6 +172,13 @@ def _clear_batch(session: Session, model, condition, values: dict, size: int) ->
     ).rowcount
     session.commit()
     return cleared
+
+
+def _sequence_batch(session: Session, now: datetime, size: int) -> int:
+    """Sequence up to ``size`` waiting events in one transaction (idp.store.outbox)."""
+    sequenced = outbox.sequence(session, now, limit=size)
+    session.commit()
+    return sequenced
 
 
 def _with_retries(work, session: Session) -> int:
@@ -212,6 +234,9 @@ def _drain(session: Session, batch, ceiling: int) -> int:
 def purge(session: Session, cut: Cutoffs, batch_size: int = BATCH_SIZE) -> Report:
     """Delete everything the rules allow, one short transaction per batch, and say how much."""
     report = Report()
+    # Events no process has sequenced yet (no stream polls, no push worker runs) would
+    # otherwise never become old enough to go.
+    _drain(session, lambda size: _sequence_batch(session, cut.now, size), batch_size)
     # Clean-ups first: clearing seals is an UPDATE of rows the deletions may remove anyway.
     for name, (model, condition, values) in clearings(cut).items():
         report.counts[name] = _drain(

@@ -43,6 +43,8 @@ from tests.prod_support import token_form
 DAY = timedelta(days=1)
 LIVE = 40
 SCOPE = "leads:read"
+#: The Shared Signals counts of a purge that found none of their rows (test_outbox_purge.py).
+NO_SSF = " ssf_streams=0 ssf_deliveries=0 ssf_events=0 ssf_keys=0"
 
 
 class Rows:
@@ -185,7 +187,9 @@ def test_purge_removes_exactly_what_can_no_longer_matter_while_refreshes_run(big
         before = count(db.session, Cutoffs.from_config(utcnow(), app.config))
     assert before.counts == {"codes": 16_000, "access_tokens": 57_000, "refresh_tokens": 1_000,
                              "seals_cleared": 20_600, "sessions": 0, "password_resets": 0,
-                             "recovery_codes": 0, "old_key_secrets_cleared": 0}
+                             "recovery_codes": 0, "old_key_secrets_cleared": 0,
+                             "ssf_streams": 0, "ssf_deliveries": 0, "ssf_events": 0,
+                             "ssf_keys": 0}
 
     stop, failures, successes = threading.Event(), [], []
     chains = list(live_tokens.items())
@@ -222,7 +226,8 @@ def test_purge_removes_exactly_what_can_no_longer_matter_while_refreshes_run(big
     assert result.exit_code == 0, result.output
     assert re.fullmatch(r"purged: codes=16000 access_tokens=57000 refresh_tokens=1000 "
                         r"seals_cleared=20600 sessions=0 password_resets=0 recovery_codes=0 "
-                        r"old_key_secrets_cleared=0 in \d+\.\ds", result.output.strip())
+                        r"old_key_secrets_cleared=0" + NO_SSF + r" in \d+\.\ds",
+                        result.output.strip())
     assert failures == [] and successes
 
     with app.app_context():
@@ -264,11 +269,11 @@ def test_dry_run_counts_and_changes_nothing(app, demo):
         dry = runner.invoke(args=["purge", "--dry-run"])
         assert dry.output.strip() == ("would purge: codes=0 access_tokens=1 refresh_tokens=0 "
                                       "seals_cleared=0 sessions=0 password_resets=0 "
-                                      "recovery_codes=0 old_key_secrets_cleared=0")
+                                      "recovery_codes=0 old_key_secrets_cleared=0" + NO_SSF)
         assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 1
         assert runner.invoke(args=["purge"]).output.startswith(
             "purged: codes=0 access_tokens=1 refresh_tokens=0 seals_cleared=0 sessions=0 "
-            "password_resets=0 recovery_codes=0 old_key_secrets_cleared=0 in ")
+            "password_resets=0 recovery_codes=0 old_key_secrets_cleared=0" + NO_SSF + " in ")
         assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 0
 
 
@@ -292,7 +297,7 @@ def test_reset_links_go_once_used_or_expired(app, demo, clock):
         resets.issue(db.session, user, now, 3600)
         db.session.commit()
     assert _purge(app, "--batch-size", "1").endswith(
-        " password_resets=2 recovery_codes=0 old_key_secrets_cleared=0")
+        " password_resets=2 recovery_codes=0 old_key_secrets_cleared=0" + NO_SSF)
     with app.app_context():
         assert db.session.scalars(select(PasswordReset.used_at)).all() == [None]
     clock.shift(3599)
@@ -311,9 +316,9 @@ def test_used_recovery_codes_go_and_unused_ones_stay(app, demo):
             assert two_step.use_recovery_code(db.session, user, code, utcnow())
         db.session.commit()
     assert _purge(app, "--dry-run").endswith(
-        " password_resets=0 recovery_codes=3 old_key_secrets_cleared=0")
+        " password_resets=0 recovery_codes=3 old_key_secrets_cleared=0" + NO_SSF)
     assert _purge(app, "--batch-size", "2").endswith(
-        " password_resets=0 recovery_codes=3 old_key_secrets_cleared=0")
+        " password_resets=0 recovery_codes=3 old_key_secrets_cleared=0" + NO_SSF)
     with app.app_context():
         user = db.session.scalar(select(User))
         assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 7
@@ -328,18 +333,18 @@ def test_a_rolled_keys_old_secret_is_cleared_once_its_overlap_ends(app, client, 
         new = api_keys.roll(key, 3600)
         db.session.commit()
     old = demo["api_key"]
-    assert _purge(app).endswith(" old_key_secrets_cleared=0")
+    assert _purge(app).endswith(" old_key_secrets_cleared=0" + NO_SSF)
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"}).status_code == 200
     clock.shift(3600)
-    assert _purge(app, "--dry-run").endswith(" old_key_secrets_cleared=1")
-    assert _purge(app).endswith(" old_key_secrets_cleared=1")
+    assert _purge(app, "--dry-run").endswith(" old_key_secrets_cleared=1" + NO_SSF)
+    assert _purge(app).endswith(" old_key_secrets_cleared=1" + NO_SSF)
     with app.app_context():
         key = db.session.scalar(select(ApiKey))
         assert (key.previous_digest, key.previous_last4, key.previous_revoke_at) == (None,) * 3
         assert key.digest == cs.digest(new)
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"}).status_code == 401
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {new}"}).status_code == 200
-    assert _purge(app).endswith(" old_key_secrets_cleared=0")
+    assert _purge(app).endswith(" old_key_secrets_cleared=0" + NO_SSF)
 
 
 @pytest.mark.parametrize("batch_size", ["0", "-1", "many"])
