@@ -3,7 +3,7 @@
 
 The first key is made on first use (or by ``flask ssf rotate-key``). A rotated key stops
 signing at once and stays in the JWKS until every delivery signed with it is acknowledged;
-the purge then removes it (idp/store/ssf_keys.py, ``purgeable``).
+the purge then removes it (``idp.store.outbox.retired_keys``).
 """
 
 import logging

@@ -150,6 +150,8 @@ def look(session: Session, config, server: str, stream_id: str, request: PollReq
     rows = outbox.pending(session, stream.id, request.max_events + 1)
     sets = {delivery.jti: signed_set(session, config, stream, delivery, event, now)
             for delivery, event in rows[:request.max_events]}
+    if sets:
+        stream.last_delivery_at = now
     return PollAnswer(sets, more_available=len(rows) > request.max_events)
 
 

@@ -1,12 +1,12 @@
-"""SET signing-key rows: the newest live key, retiring, and which retired keys may go.
+"""SET signing-key rows: the newest live key, retiring, listing, and who still waits on each.
 
 The cryptography (making, sealing and opening keys) lives in idp/ssf/keys.py; this module
-only reads and writes rows, so the purge (idp/store/purge.py) can use its rule too.
+only reads and writes rows. Which retired keys the purge removes is the outbox's rule
+(``idp.store.outbox.retired_keys``).
 """
 
 from datetime import datetime
 
-from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
@@ -44,22 +44,6 @@ def retire_live(session: Session, now: datetime) -> int:
 def published(session: Session) -> list[SsfKey]:
     """Every key the JWKS shows: live and retired ones the purge has not removed, newest first."""
     return list(session.scalars(select(SsfKey).order_by(SsfKey.id.desc())))
-
-
-def _signed_unacknowledged():
-    """A delivery signed with the outer key's kid that its receiver has not acknowledged."""
-    return exists(select(SsfDelivery.id).where(
-        SsfDelivery.signed_kid == SsfKey.kid, SsfDelivery.acked_at.is_(None)))
-
-
-def purgeable():
-    """(model, condition) of retired keys no unacknowledged delivery was signed with.
-
-    A receiver may still be verifying a SET signed with a retired key until it acknowledges
-    it; once none is left, nothing can name the kid again (a delivery sent again is signed
-    afresh with the current key).
-    """
-    return SsfKey, SsfKey.retired_at.isnot(None) & ~_signed_unacknowledged()
 
 
 def unacknowledged_by_kid(session: Session) -> dict[str, int]:

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import Blueprint
 from flask import current_app
 from flask import jsonify
+from flask import make_response
 from flask import request
 
 from idp.core.bearer import RETRY_AFTER_UNAVAILABLE
@@ -87,7 +88,7 @@ def managed(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
         try:
-            return view(_resource_server(), *args, **kwargs)
+            return make_response(view(_resource_server(), *args, **kwargs))
         except OAuth2Error as error:
             return _json(error.status_code, {"error": error.error,
                                              "error_description": error.get_error_description()},
