@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import timedelta
 
+from flask import current_app
 from flask import g
 from flask import jsonify
 from sqlalchemy import delete
@@ -93,10 +94,11 @@ def build_world(app) -> World:
     key("good")
     key("all scopes", scopes=list(catalogue))
     key("other org", org=other, creator=stranger)
-    api_keys.set_active(key("disabled"), False)
+    issuer = current_app.config["IDP_ISSUER"]
+    api_keys.set_active(key("disabled"), False, issuer=issuer)
     # Past dates cannot be chosen at creation; the factory sets this one afterwards.
     key("expired", expires_at=utcnow() - timedelta(minutes=5))
-    api_keys.revoke(key("deleted"))
+    api_keys.revoke(key("deleted"), issuer=issuer)
     key("suspended org", org=suspended)
     key("creator left", creator=leaver)
 
@@ -123,8 +125,8 @@ def build_world(app) -> World:
     db.session.flush()
     db.session.execute(update(AccessToken).where(AccessToken.connection_id == expired_conn.id)
                        .values(expires_at=utcnow() - timedelta(minutes=5)))
-    end_connection(db.session, ended, "disconnected", utcnow(), actor="test")
-    clients.set_enabled(off_app, False)
+    end_connection(db.session, ended, "disconnected", utcnow(), actor="test", issuer=issuer)
+    clients.set_enabled(off_app, False, issuer=issuer)
     fenced_app.org_allowlist = [other.id]
     db.session.execute(delete(Membership).where(Membership.user_id == leaver.id))
     suspended.suspended = True

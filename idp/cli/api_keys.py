@@ -103,7 +103,7 @@ def api_key_enable(key_id):
 def _set_active(key_id: str, active: bool) -> None:
     """Shared body of enable/disable."""
     key = _key(key_id)
-    api_keys.set_active(key, active)
+    api_keys.set_active(key, active, issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     say_enabled(key.public_id, active)
 
@@ -114,7 +114,7 @@ def api_key_revoke(key_id):
     """Delete a key for good: it gets 401 unknown_token from then on."""
     key = _key(key_id)
     public_id = key.public_id
-    api_keys.revoke(key)
+    api_keys.revoke(key, issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     click.echo(f"{public_id} revoked")
 

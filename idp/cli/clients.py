@@ -141,7 +141,7 @@ def client_enable(client_id):
 def _set_enabled(client_id, enabled):
     """Shared body of enable/disable."""
     client = find_client(client_id, None)
-    clients.set_enabled(client, enabled)
+    clients.set_enabled(client, enabled, issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     say_enabled(client.public_id, enabled)
 
@@ -196,7 +196,8 @@ def client_update(client_id, name, redirect_uris, scopes, default_scopes, orgs, 
     if not changes:
         raise click.UsageError("Nothing to change: give at least one option (see --help).")
     with refused_as_usage(clients.ClientError):
-        changed = clients.update_client(client, current_app.config["IDP_SCOPES"], changes)
+        changed = clients.update_client(client, current_app.config["IDP_SCOPES"], changes,
+                                        issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     shown = clients.describe(client, current_app.config)
     shown["changed"] = changed

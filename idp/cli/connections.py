@@ -1,6 +1,7 @@
 """Operator commands for connections: list, show, end (as Disconnect does, SPEC §6)."""
 
 import click
+from flask import current_app
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -104,7 +105,8 @@ def connection_end(con_id):
         raise click.BadParameter(
             f"{con_id} already ended at {stamp(connection.ended_at)} "
             f"({connection.end_reason}).", param_hint="CON_ID")
-    ended = end_connection(db.session, connection, OPERATOR_END, utcnow(), actor="cli")
+    ended = end_connection(db.session, connection, OPERATOR_END, utcnow(), actor="cli",
+                           issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     if not ended:
         # A refresh reuse or a Disconnect got there between the read and the update.

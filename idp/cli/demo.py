@@ -62,7 +62,7 @@ def _demo_api_key(org, user) -> str:
         select(ApiKey).where(ApiKey.org_id == org.id, ApiKey.name == DEMO_KEY_NAME)
     )
     if old is not None:
-        api_keys.revoke(old, actor="seed-demo")
+        api_keys.revoke(old, actor="seed-demo", issuer=current_app.config["IDP_ISSUER"])
         db.session.flush()
     catalogue = current_app.config["IDP_SCOPES"]
     _key, raw = api_keys.create_key(org, DEMO_KEY_NAME, list(catalogue), catalogue,

@@ -1,6 +1,7 @@
 """Operator commands for organizations: create-org, suspend-org, org list and org show."""
 
 import click
+from flask import current_app
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -45,7 +46,7 @@ def create_org(name):
 def suspend_org(org_id, undo):
     """Suspend an organization (its tokens stop working) or lift the suspension."""
     org = find_org(org_id, None)
-    org.suspended = not undo
+    accounts.set_suspended(org, not undo, issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     click.echo(f"{org.public_id} {'active' if undo else 'suspended'}")
 

@@ -65,7 +65,8 @@ def create_user(email, name):
 def add_member(email, org_id, role):
     """Give a user a role in an organization."""
     user = find_user(email, None)
-    accounts.set_membership(user, find_org(org_id, None), role)
+    accounts.add_member(user, find_org(org_id, None), role,
+                        issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     click.echo(f"{user.public_id} {role} of {org_id}")
 
@@ -80,7 +81,7 @@ def remove_member(email, org_id):
     membership = next((m for m in user.memberships if m.org_id == org.id), None)
     if membership is None:
         raise click.BadParameter(f"{email} is not a member of {org_id}.", param_hint="EMAIL")
-    db.session.delete(membership)
+    accounts.remove_member(membership, issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     click.echo(f"removed {email} from {org_id}")
 

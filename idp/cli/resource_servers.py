@@ -4,6 +4,7 @@ A secret is printed once, as JSON, and stored only as a digest.
 """
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from idp.cli.support import find
@@ -56,7 +57,7 @@ def resource_server_list(as_json):
 def _set_enabled(public_id: str, enabled: bool) -> None:
     """Shared body of enable/disable."""
     server = _server(public_id)
-    resource_servers.set_enabled(server, enabled)
+    resource_servers.set_enabled(server, enabled, issuer=current_app.config["IDP_ISSUER"])
     db.session.commit()
     say_enabled(server.public_id, enabled)
 

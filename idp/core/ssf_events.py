@@ -35,14 +35,15 @@ KINDS = (*CONNECTION_KINDS, "api_key_disabled", "api_key_enabled", "api_key_revo
 #: Kinds that belong to one stream and are delivered on it whatever it requested.
 STREAM_KINDS = ("verification", "stream_updated")
 
-#: A connection's ``end_reason`` -> the kind its end is told as. An operator's
-#: ``flask connection end`` is a revocation by an administrator.
+#: A connection's ``end_reason`` -> the kind its end is told as, and who started it when the
+#: kind's own default does not say. An operator's ``flask connection end`` is a revocation by
+#: an administrator.
 END_REASON_KINDS = {
-    "disconnected": "disconnected",
-    "revoked_by_client": "revoked",
-    "refresh_reuse": "refresh_reuse",
-    "code_replay": "code_replay",
-    "operator": "revoked",
+    "disconnected": ("disconnected", None),
+    "revoked_by_client": ("revoked", None),
+    "refresh_reuse": ("refresh_reuse", None),
+    "code_replay": ("code_replay", None),
+    "operator": ("revoked", "admin"),
 }
 
 #: Subject member -> the id argument that fills it (RFC 9493 §3.2.3 complex subjects).

@@ -6,6 +6,7 @@ The hooks never commit: they note here that a connection was ended, and the view
 commits a refusal that carries the note (idp/web/consent.py).
 """
 
+from flask import current_app
 from flask import g
 from flask import request
 
@@ -25,7 +26,8 @@ def client_ip() -> str | None:
 def end(connection: Connection, reason: str, now, *, actor: str | None = None) -> bool:
     """End the connection in the request's transaction and note that it must be committed;
     True if this call ended it."""
-    ended = end_connection(db.session, connection, reason, now, actor=actor, ip=client_ip())
+    ended = end_connection(db.session, connection, reason, now, actor=actor, ip=client_ip(),
+                           issuer=current_app.config["IDP_ISSUER"])
     # Even when another request ended it first: the seals this call dropped go too.
     setattr(g, _ENDED, True)
     return ended

@@ -1,4 +1,4 @@
-"""People and organizations: passwords and memberships.
+"""People and organizations: passwords, memberships and suspension.
 
 The signed-in user of a request is idp/web/sessions.py's concern; this module only keeps rows.
 """
@@ -14,6 +14,7 @@ from sqlalchemy import select
 from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
+from idp.store import outbox
 from idp.store.models import MANAGER_ROLES
 from idp.store.models import Membership
 from idp.store.models import Organization
@@ -77,6 +78,39 @@ def set_membership(user: User, org: Organization, role: str) -> Membership:
         db.session.add(membership)
     membership.role = role
     return membership
+
+
+def add_member(user: User, org: Organization, role: str, *, issuer: str) -> Membership:
+    """An operator gives a user a role in an organization; a new membership is told to
+    resource servers as ``membership_restored`` (as ``issuer``): connections the person kept
+    in that organization work again. A role change alone is no event."""
+    existing = db.session.scalar(
+        select(Membership.id).where(Membership.user_id == user.id, Membership.org_id == org.id)
+    )
+    membership = set_membership(user, org, role)
+    if existing is None:
+        outbox.emit(db.session, "membership_restored", utcnow(), issuer=issuer,
+                    user=user.public_id, org=org.public_id)
+    return membership
+
+
+def remove_member(membership: Membership, *, issuer: str) -> None:
+    """Take a user out of an organization: their connections there answer org_unbound at
+    once, and resource servers are told (``membership_removed``, as ``issuer``)."""
+    outbox.emit(db.session, "membership_removed", utcnow(), issuer=issuer,
+                user=membership.user.public_id, org=membership.organization.public_id)
+    db.session.delete(membership)
+
+
+def set_suspended(org: Organization, suspended: bool, *, issuer: str) -> bool:
+    """Suspend an organization (every credential of it stops) or lift the suspension; True if
+    that changed anything, and then resource servers are told (as ``issuer``)."""
+    if bool(org.suspended) == suspended:
+        return False
+    org.suspended = suspended
+    outbox.emit(db.session, "org_suspended" if suspended else "org_restored", utcnow(),
+                issuer=issuer, org=org.public_id)
+    return True
 
 
 def memberships(user: User) -> list[Membership]:

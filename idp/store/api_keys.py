@@ -10,6 +10,7 @@ from idp.core.clock import utcnow
 from idp.core.scopes import join_scope
 from idp.infra.extensions import db
 from idp.store import audit
+from idp.store import outbox
 from idp.store.models import ApiKey
 from idp.store.models import Organization
 from idp.store.models import User
@@ -124,17 +125,26 @@ def in_overlap(key: ApiKey, now: datetime) -> bool:
     return key.previous_revoke_at is not None and key.previous_revoke_at > now
 
 
-def set_active(key: ApiKey, active: bool, *, actor: str = "cli", ip: str | None = None) -> None:
-    """Disable a key (403 key_inactive at once) or enable it again."""
+def set_active(key: ApiKey, active: bool, *, issuer: str, actor: str = "cli",
+               ip: str | None = None) -> None:
+    """Disable a key (403 key_inactive at once) or enable it again; a real change is told to
+    resource servers (access paused or resumed), as ``issuer``."""
+    kind = "api_key_enabled" if active else "api_key_disabled"
+    now = utcnow()
+    if key.active != active:
+        outbox.emit(db.session, kind, now, issuer=issuer, api_key=key.public_id)
     key.active = active
-    audit.record(db.session, "api_key_enabled" if active else "api_key_disabled", utcnow(),
-                 org=key.organization.public_id, actor=actor, subject=key.public_id, ip=ip)
+    audit.record(db.session, kind, now, org=key.organization.public_id, actor=actor,
+                 subject=key.public_id, ip=ip)
 
 
-def revoke(key: ApiKey, *, actor: str = "cli", ip: str | None = None) -> None:
-    """Delete a key for good (401 unknown_token afterwards)."""
-    audit.record(db.session, "api_key_revoked", utcnow(), org=key.organization.public_id,
+def revoke(key: ApiKey, *, issuer: str, actor: str = "cli", ip: str | None = None) -> None:
+    """Delete a key for good (401 unknown_token afterwards), told to resource servers as a
+    credential-change delete."""
+    now = utcnow()
+    audit.record(db.session, "api_key_revoked", now, org=key.organization.public_id,
                  actor=actor, subject=key.public_id, ip=ip, name=key.name)
+    outbox.emit(db.session, "api_key_revoked", now, issuer=issuer, api_key=key.public_id)
     db.session.delete(key)
 
 

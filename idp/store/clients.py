@@ -11,7 +11,9 @@ from idp.core.scopes import join_scope
 from idp.core.scopes import parse_scope
 from idp.infra.extensions import db
 from idp.store import audit
+from idp.store import outbox
 from idp.store.models import Client
+from idp.store.models import Connection
 from idp.store.models import Organization
 
 #: Columns ``describe`` never shows: row ids and secret digests.
@@ -95,11 +97,15 @@ def get_client(public_id: str) -> Client:
     return client
 
 
-def set_enabled(client: Client, enabled: bool, actor: str = "cli") -> None:
-    """Disable (every token of it stops at once) or enable a client."""
+def set_enabled(client: Client, enabled: bool, actor: str = "cli", *, issuer: str) -> None:
+    """Disable (every token of it stops at once) or enable a client; a real change is told to
+    resource servers (access paused or resumed), as ``issuer``."""
+    kind = "client_enabled" if enabled else "client_disabled"
+    now = utcnow()
+    if client.enabled != enabled:
+        outbox.emit(db.session, kind, now, issuer=issuer, client=client.public_id)
     client.enabled = enabled
-    audit.record(db.session, "client_enabled" if enabled else "client_disabled", utcnow(),
-                 actor=actor, subject=client.public_id)
+    audit.record(db.session, kind, now, actor=actor, subject=client.public_id)
 
 
 def rotate_secret(client: Client, overlap_seconds: int, actor: str = "cli") -> str:
@@ -144,8 +150,13 @@ UPDATABLE = ("name", "redirect_uris", "allowed_scopes", "default_scopes", "org_a
              "code_ttl", "access_token_ttl", "refresh_token_ttl", "require_pkce")
 
 
-def update_client(client: Client, catalogue: dict, changes: dict, actor: str = "cli") -> list[str]:
-    """Apply ``changes`` (a subset of UPDATABLE) after checking them all; the names changed."""
+def update_client(client: Client, catalogue: dict, changes: dict, actor: str = "cli", *,
+                  issuer: str) -> list[str]:
+    """Apply ``changes`` (a subset of UPDATABLE) after checking them all; the names changed.
+
+    An allowlist change is told to resource servers as ``issuer``: one ``org_disallowed`` per
+    organization that lost the client, one ``org_allowed`` per organization that gained it.
+    """
     # A lifetime of None means the server's default. Narrowing the scopes does not take scopes
     # from existing connections; an allowlist applies to them at once (``org_unbound``).
     unknown = set(changes) - set(UPDATABLE)
@@ -177,10 +188,42 @@ def update_client(client: Client, catalogue: dict, changes: dict, actor: str = "
                   allowed_scopes=join_scope(allowed), default_scopes=join_scope(defaults),
                   org_allowlist=list(wanted["org_allowlist"] or []))
     changed = [key for key in UPDATABLE if wanted[key] != getattr(client, key)]
+    now = utcnow()
+    if "org_allowlist" in changed:
+        _emit_allowlist_change(client, client.org_allowlist or [], wanted["org_allowlist"],
+                               now, issuer)
     for key in changed:
         setattr(client, key, wanted[key])
     if changed:
         # Names only: values can be long (redirect URIs) and the row holds them anyway.
-        audit.record(db.session, "client_updated", utcnow(), actor=actor,
+        audit.record(db.session, "client_updated", now, actor=actor,
                      subject=client.public_id, changed=changed)
     return changed
+
+
+def _emit_allowlist_change(client: Client, old: list[int], new: list[int], now,
+                           issuer: str) -> None:
+    """One event per organization whose binding to the client the allowlist change flips.
+
+    An empty allowlist means every organization. Going to or from it, the organizations that
+    matter are those with a live connection of the client: no other has anything a resource
+    server could have cached for this client.
+    """
+    if old and new:
+        lost, gained = set(old) - set(new), set(new) - set(old)
+    else:
+        live = set(db.session.scalars(
+            select(Connection.org_id).where(Connection.client_id == client.id,
+                                            Connection.ended_at.is_(None)).distinct()))
+        lost = live - set(new) if not old else set()
+        gained = live - set(old) if not new else set()
+    changed = sorted(lost | gained)
+    if not changed:
+        return
+    public = dict(db.session.execute(
+        select(Organization.id, Organization.public_id).where(Organization.id.in_(changed))
+    ).all())
+    for org_pk in changed:
+        if org_pk in public:
+            outbox.emit(db.session, "org_disallowed" if org_pk in lost else "org_allowed", now,
+                        issuer=issuer, client=client.public_id, org=public[org_pk])

@@ -17,8 +17,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp.core import secrets as cs
+from idp.core.ssf_events import END_REASON_KINDS
 from idp.infra import metrics
 from idp.store import audit
+from idp.store import outbox
 from idp.store.models import AccessToken
 from idp.store.models import Client
 from idp.store.models import Connection
@@ -102,12 +104,17 @@ def end_connection(
     reason: str,
     now: datetime,
     *,
+    issuer: str,
     actor: str | None = None,
     ip: str | None = None,
+    initiating_entity: str | None = None,
 ) -> bool:
     """End a connection and so every token of it; True if this call ended it.
 
-    The conditional UPDATE makes two racing enders record one event, not two.
+    The conditional UPDATE makes two racing enders record one change, not two: one audit row
+    and one session-revoked event (``issuer`` is the IdP's, for the event). ``reason`` is the
+    connection's ``end_reason``; ``initiating_entity`` overrides who the event says started
+    it (CAEP 1.0 §2).
     """
     result = session.execute(
         update(Connection)
@@ -133,6 +140,12 @@ def end_connection(
         session, "connection_ended", now, org=connection.organization.public_id,
         actor=actor, subject=connection.public_id, ip=ip, reason=reason,
         client=connection.client.public_id,
+    )
+    kind, initiator = END_REASON_KINDS[reason]
+    outbox.emit(
+        session, kind, now, issuer=issuer, initiating_entity=initiating_entity or initiator,
+        connection=connection.public_id, user=connection.user.public_id,
+        org=connection.organization.public_id, client=connection.client.public_id,
     )
     return True
 

@@ -6,6 +6,7 @@ from idp.core import secrets as cs
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.store import audit
+from idp.store import outbox
 from idp.store.models import ResourceServer
 
 #: Longest name accepted (the column's width).
@@ -55,12 +56,21 @@ def listing() -> list[ResourceServer]:
     return list(db.session.scalars(select(ResourceServer).order_by(ResourceServer.id)))
 
 
-def set_enabled(server: ResourceServer, enabled: bool, *, actor: str = "cli") -> None:
-    """Disable a service (introspection answers 401 within 5 s) or enable it again."""
+def set_enabled(server: ResourceServer, enabled: bool, *, issuer: str,
+                actor: str = "cli") -> None:
+    """Disable a service (introspection answers 401 within 5 s) or enable it again.
+
+    Disabling an enabled one is told to its streams (``resource_server_disabled``, as
+    ``issuer``): a kit that is this server drops everything it cached.
+    """
+    now = utcnow()
+    if server.enabled and not enabled:
+        outbox.emit(db.session, "resource_server_disabled", now, issuer=issuer,
+                    resource_server=server.public_id)
     server.enabled = enabled
     audit.record(db.session,
                  "resource_server_enabled" if enabled else "resource_server_disabled",
-                 utcnow(), actor=actor, subject=server.public_id)
+                 now, actor=actor, subject=server.public_id)
 
 
 def rotate_secret(server: ResourceServer, *, actor: str = "cli") -> str:

@@ -51,7 +51,7 @@ def set_active(app, name: str, active: bool) -> None:
     """Disable or enable one of the world's keys directly in the database."""
     with app.app_context():
         key = db.session.scalar(select(ApiKey).where(ApiKey.name == name))
-        api_keys.set_active(key, active)
+        api_keys.set_active(key, active, issuer=app.config["IDP_ISSUER"])
         db.session.commit()
 
 

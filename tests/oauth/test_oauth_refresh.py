@@ -147,7 +147,8 @@ def test_unbound_org_refuses_refresh_until_lifted(app, client, demo, case):
 def test_ended_connection_refuses_refresh(app, client, demo):
     first = connect(client, demo)
     with app.app_context():
-        end_connection(db.session, only_connection(), "disconnected", utcnow())
+        end_connection(db.session, only_connection(), "disconnected", utcnow(),
+                       issuer=app.config["IDP_ISSUER"])
         db.session.commit()
     response = refresh(client, demo, first["refresh_token"])
     assert response.status_code == 400 and oauth_error(response) == "invalid_grant"

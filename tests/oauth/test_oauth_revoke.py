@@ -128,7 +128,7 @@ def test_bad_client_auth_is_401_and_changes_nothing(client, demo, case):
 def test_revocation_by_a_disabled_client_is_401(app, client, demo):
     body = connect(client, demo)
     with app.app_context():
-        clients.set_enabled(client_row(demo), False)
+        clients.set_enabled(client_row(demo), False, issuer=app.config["IDP_ISSUER"])
         db.session.commit()
     response = _revoke(client, demo, body["refresh_token"])
     assert response.status_code == 401 and oauth_error(response) == "invalid_client"

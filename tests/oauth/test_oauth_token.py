@@ -152,7 +152,7 @@ def test_rotation_without_overlap_refuses_the_old_secret_at_once(app, client, de
 def _disable(app, demo, enabled=False):
     """Switch the Zapier client off (or on)."""
     with app.app_context():
-        clients.set_enabled(client_row(demo), enabled)
+        clients.set_enabled(client_row(demo), enabled, issuer=app.config["IDP_ISSUER"])
         db.session.commit()
 
 

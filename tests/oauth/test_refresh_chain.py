@@ -81,7 +81,8 @@ def test_a_disconnect_between_lookup_and_claim_refuses_the_refresh(app, client, 
 
     def disconnect():
         connection = db.session.scalar(select(Connection))
-        end_connection(db.session, connection, "disconnected", utcnow(), actor="test")
+        end_connection(db.session, connection, "disconnected", utcnow(), actor="test",
+                       issuer=app.config["IDP_ISSUER"])
         db.session.commit()
 
     _race_before_the_claim(monkeypatch, app, disconnect)

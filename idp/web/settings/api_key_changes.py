@@ -56,7 +56,7 @@ def _set_active(public_id: str, active: bool):
         if apikeys.expired(key, utcnow()):
             return _expired_conflict(key, "enabled" if active else "disabled")
         apikeys.set_active(key, active, actor=current_user().email,
-                           ip=request.remote_addr)
+                           ip=request.remote_addr, issuer=current_app.config["IDP_ISSUER"])
     flash(f"The key {key.name!r} is {'enabled' if active else 'disabled'}.")
     return redirect(url_for("api_keys.index"))
 
@@ -86,7 +86,8 @@ def revoke(public_id):
     with changes():
         key = _managed_key(public_id)
         name = key.name
-        apikeys.revoke(key, actor=current_user().email, ip=request.remote_addr)
+        apikeys.revoke(key, actor=current_user().email, ip=request.remote_addr,
+                       issuer=current_app.config["IDP_ISSUER"])
     flash(f"The key {name!r} is revoked and can no longer be used.")
     return redirect(url_for("api_keys.index"))
 

@@ -153,7 +153,9 @@ def disconnect(public_id):
     with changes():
         user = current_user()
         connection = _visible_connection(user, public_id)
+        # A manager disconnecting someone else's connection acts as an administrator.
         end_connection(db.session, connection, "disconnected", utcnow(), actor=user.email,
-                       ip=request.remote_addr)
+                       ip=request.remote_addr, issuer=current_app.config["IDP_ISSUER"],
+                       initiating_entity="user" if connection.user_id == user.id else "admin")
     flash(f"{connection.client.name} is disconnected from {connection.organization.name}.")
     return redirect(url_for("settings.connected_apps"))
