@@ -252,7 +252,12 @@ def _fail(session: Session, settings: Settings, lease: Lease, item: Item | None,
     begin_write(session)
     now = now_fn()
     failures = session.scalar(
-        select(SsfStream.failures).where(SsfStream.id == lease.stream_id)) + 1
+        select(SsfStream.failures).where(SsfStream.id == lease.stream_id))
+    if failures is None:
+        # The receiver deleted the stream meanwhile: nothing to retry.
+        session.rollback()
+        return
+    failures += 1
     pause = backoff(failures, settings.backoff_max)
     if item is not None:
         ssf_push.attempted(session, item.delivery_id)
@@ -303,6 +308,7 @@ def run_forever(source, config, now_fn, http, *, interval: float = IDLE_SECONDS,
     stop = stop or threading.Event()
     previous = _on_signals(stop)
     faults = 0
+    log.info("ssf push: delivering, %g s between idle passes", interval)
     try:
         while not stop.is_set():
             try:
@@ -318,3 +324,4 @@ def run_forever(source, config, now_fn, http, *, interval: float = IDLE_SECONDS,
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    log.info("ssf push: stopped")

@@ -55,7 +55,7 @@ def post(http, url: str, authorization: str | None, token: str, timeout: float) 
     """Send one SET to ``url`` (§2.1) and judge the answer; never raises for the network.
 
     ``http`` is a ``requests.Session``; ``timeout`` applies to connecting and again to the
-    answer. The answer's body is read only for a 400, and only its first MAX_ERROR_BODY bytes.
+    answer. Only the first MAX_ERROR_BODY bytes of an answer's body are read.
     """
     headers = {"Content-Type": SET_MEDIA_TYPE, "Accept": "application/json"}
     if authorization:
@@ -69,11 +69,14 @@ def post(http, url: str, authorization: str | None, token: str, timeout: float) 
         return Answer(None, problem=f"request failed: {network_reason(error)}")
     with response:
         status = response.status_code
-        if status == ACCEPTED:
-            return Answer(status)
-        if status != 400:
-            return Answer(status, problem=f"HTTP {status}")
-        err, description = _error_of(response)
+        # Read (a bounded part of) every answer: a connection whose answer was read to its
+        # end goes back to the pool, so the next SET skips a new TCP and TLS handshake.
+        body = _start_of(response)
+    if status == ACCEPTED:
+        return Answer(status)
+    if status != 400:
+        return Answer(status, problem=f"HTTP {status}")
+    err, description = _error_of(body)
     if err is None:
         return Answer(status, problem="HTTP 400 without an RFC 8935 error")
     text = f"{err}: {description}" if description else err
@@ -98,11 +101,24 @@ def network_reason(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _error_of(response) -> tuple[str | None, str | None]:
+def _start_of(response) -> bytes:
+    """The answer's body up to MAX_ERROR_BODY bytes; what cannot be read counts as empty."""
+    body = b""
+    try:
+        for chunk in response.iter_content(1024):
+            body += chunk
+            if len(body) >= MAX_ERROR_BODY:
+                break
+    except (OSError, requests.RequestException, urllib3.exceptions.HTTPError):
+        return b""
+    return body[:MAX_ERROR_BODY]
+
+
+def _error_of(body: bytes) -> tuple[str | None, str | None]:
     """``err`` and ``description`` of an §2.3 error answer, or Nones when it is not one."""
     try:
-        document = json.loads(response.raw.read(MAX_ERROR_BODY, decode_content=True))
-    except (ValueError, OSError, requests.RequestException, urllib3.exceptions.HTTPError):
+        document = json.loads(body)
+    except ValueError:
         return None, None
     if not isinstance(document, dict) or not isinstance(document.get("err"), str):
         return None, None
