@@ -12,10 +12,11 @@ def init_app(app) -> None:
     from idp.cli import people
     from idp.cli import resource_servers
     from idp.cli import ssf
+    from idp.cli import ssf_push
     from idp.store.purge import purge_command
 
     for module in (orgs, people, clients, connections, api_keys, resource_servers, audit, demo,
-                   ssf):
+                   ssf, ssf_push):
         for command in module.COMMANDS:
             app.cli.add_command(command)
     app.cli.add_command(purge_command)
