@@ -24,7 +24,8 @@ def kit_modules():
 
 def test_the_kit_has_the_modules_it_ships():
     assert {p.stem for p in kit_modules()} == {
-        "__init__", "answers", "cache", "counting", "flask", "judge", "local_counters", "wsgi"}
+        "__init__", "answers", "cache", "counting", "events", "flask", "judge",
+        "local_counters", "push", "sets", "ssf", "wsgi"}
 
 
 @pytest.mark.parametrize("path", kit_modules(), ids=lambda p: p.name)
