@@ -18,6 +18,11 @@ says, with the same JSON and headers the IdP itself sends: the answers come from
 :mod:`flowestate_kit.answers`, the module the IdP's own guard words them from. When the IdP
 gives no usable answer the view answers 503 with ``Retry-After`` and nothing is cached; a
 caller over its unknown-bearer limit is answered 429 ``rate_limited`` before the IdP is asked.
+
+With a revocation stream (``stream=Receiver(...)`` or ``ssf_configuration_url=...``, see
+:mod:`flowestate_kit.ssf`) each event evicts the verdicts it names and a healthy stream lets
+active verdicts be cached up to ``stream_ttl``; ``protector.stream_status()`` is its health.
+A push stream's endpoint is mounted by :meth:`ResourceProtector.init_app`.
 """
 
 import logging
@@ -78,6 +83,12 @@ class ResourceProtector(Judge):
         self.limiter = limiter
         self.rate_limit = rate_limit
         self.caller_key = caller_key
+
+    def init_app(self, app) -> None:
+        """Serve a push stream's endpoint in front of ``app`` (nothing to do otherwise)."""
+        stream = self.stream
+        if stream is not None and getattr(stream, "push_path", None) is not None:
+            app.wsgi_app = stream.push_endpoint(app.wsgi_app)
 
     def _shared_counters(self):
         """The service limiter's strategy and key prefix while its store is healthy, else None."""

@@ -14,6 +14,11 @@ application only with an active bearer holding that rule's scopes, found in
 matching prefix wins, and a rule naming the method wins over one that does not. Every refusal
 is answered here with the SPEC §4 JSON and headers, from the same
 :mod:`flowestate_kit.answers` the IdP and the Flask adapter use. Other paths pass untouched.
+
+With a revocation stream (``stream=Receiver(...)`` or ``ssf_configuration_url=...``, see
+:mod:`flowestate_kit.ssf`) each event evicts the verdicts it names and a healthy stream lets
+active verdicts be cached up to ``stream_ttl``; a push stream's endpoint is served here, at
+the path of its ``push_url``, before any rule.
 """
 
 import json
@@ -83,6 +88,9 @@ class BearerMiddleware(Judge):
         self.strategy = FixedWindowRateLimiter(storage or LocalCounters())
         self.key_prefix = key_prefix
         self.caller_key = caller_key
+        stream = self.stream
+        self.push = (stream.push_endpoint() if stream is not None
+                     and getattr(stream, "push_path", None) is not None else None)
 
     def _counters(self):
         """The counters of ``storage`` (the judge falls back to its own when they fail)."""
@@ -99,6 +107,8 @@ class BearerMiddleware(Judge):
 
     def __call__(self, environ, start_response):
         """Judge the bearer of a protected path; answer a refusal or call the application."""
+        if self.push is not None and environ.get("PATH_INFO") == self.push.path:
+            return self.push(environ, start_response)
         scopes = self.scopes_for(environ.get("REQUEST_METHOD", "GET").upper(),
                                  environ.get("PATH_INFO") or "/")
         if scopes is None:
