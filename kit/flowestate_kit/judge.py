@@ -326,9 +326,10 @@ class Judge:
         log.info("revocation stream healthy: active verdicts are cached up to %s s",
                  self.stream_ttl)
 
-    def stream_unhealthy(self, reason: str) -> None:
+    def stream_unhealthy(self, reason: str, *, fault: bool = True) -> None:
         """The stream may have missed events: from now on no active verdict is trusted more
-        than ``active_ttl`` after it was fetched. Logged once per healthy-to-unhealthy turn."""
+        than ``active_ttl`` after it was fetched. Logged once per healthy-to-unhealthy turn,
+        as a warning unless it is no ``fault`` (the receiver was closed on purpose)."""
         with self._health_lock:
             was_healthy = self._stream_healthy
             self._stream_healthy = False
@@ -337,8 +338,9 @@ class Judge:
                 return
             self._stream_since = self.wall_clock()
             cut = self.verdicts.fall_back(self.active_ttl)
-        log.warning("revocation stream unhealthy (%s): active verdicts are cached at most %s s "
-                    "again (%d cut short)", reason, self.active_ttl, cut)
+        (log.warning if fault else log.info)(
+            "revocation stream unhealthy (%s): active verdicts are cached at most %s s again "
+            "(%d cut short)", reason, self.active_ttl, cut)
 
     def stream_status(self) -> dict:
         """The stream's health as this judge acts on it, for a service's health page."""

@@ -204,16 +204,17 @@ class Receiver:
                 for judge in self.judges:
                     judge.stream_healthy(self.lease)
 
-    def _set_unhealthy(self, reason: str) -> None:
+    def _set_unhealthy(self, reason: str, fault: bool = True) -> None:
         """Events may have been missed: the judges fall back now, and only a verification
-        asked for from now on (a fresh round trip, as soon as possible) restores health."""
+        asked for from now on (a fresh round trip, as soon as possible) restores health.
+        ``fault`` false: a deliberate stop, which the judges log without a warning."""
         with self._lock:
             self._healthy = False
             self._reason = reason
             self._pending = None
             self._next_verification = self.clock()
             for judge in self.judges:
-                judge.stream_unhealthy(reason)
+                judge.stream_unhealthy(reason, fault=fault)
         self._wake_thread()
 
     def _wake_thread(self) -> None:
@@ -241,26 +242,33 @@ class Receiver:
             atexit.register(self._close_at_exit)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Stop the thread (waiting up to ``timeout`` seconds, by default one long poll),
-        delete the stream if this receiver created it; whether the thread has ended."""
+        """Delete the stream if this receiver created it and stop the thread (waiting up to
+        ``timeout`` seconds, by default one long poll); whether the thread has ended.
+
+        The stream goes first: the transmitter answers a poll of a deleted stream at once, so
+        the thread is not left waiting out its long poll.
+        """
         self._closed = True
         self.started = True  # a judge must not start it again
         self._stop.set()
         self._wake.set()
+        with self._lock:
+            stream_id = self.stream_id if self._owned else None
+            if stream_id is not None:
+                self.stream_id, self._owned = None, False
+        if stream_id is not None and self.metadata is not None:
+            try:
+                self._request("DELETE", self.metadata["configuration_endpoint"],
+                              params={"stream_id": stream_id}, expect=(200, 202, 204))
+                log.info("revocation stream %s deleted", stream_id)
+            except StreamError as error:
+                log.info("revocation stream %s not deleted: %s", stream_id, error)
         ended = True
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self.poll_timeout + self.timeout if timeout is None else timeout)
             ended = not thread.is_alive()
-        if self._owned and self.stream_id is not None and self.metadata is not None:
-            try:
-                self._request("DELETE", self.metadata["configuration_endpoint"],
-                              params={"stream_id": self.stream_id}, expect=(200, 202, 204))
-                log.info("revocation stream %s deleted", self.stream_id)
-            except StreamError as error:
-                log.info("revocation stream %s not deleted: %s", self.stream_id, error)
-            self.stream_id, self._owned = None, False
-        self._set_unhealthy("receiver closed")
+        self._set_unhealthy("receiver closed", fault=False)
         atexit.unregister(self._close_at_exit)
         if self._own_session:
             self.session.close()
@@ -296,6 +304,8 @@ class Receiver:
             else:
                 delay = self._until_heartbeat()
         except StreamError as error:
+            if self._stop.is_set():
+                return 0.0  # closing: the stream was deleted under the poll, as intended
             self._failures += 1
             # The judge logs the turn to unhealthy; repeats of the same failure stay quiet.
             (log.info if self._failures == 1 else log.debug)(

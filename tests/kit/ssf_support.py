@@ -249,8 +249,10 @@ class FakeTransmitter:
 
     def delete(self, request):
         """Delete a stream."""
-        if self.streams.pop(request.args.get("stream_id"), None) is None:
-            return _json({"error": "not_found"}, 404)
+        with self.changed:
+            if self.streams.pop(request.args.get("stream_id"), None) is None:
+                return _json({"error": "not_found"}, 404)
+            self.changed.notify_all()  # a poll waiting on it answers at once
         return Response(status=204)
 
     def verify(self, request):
@@ -283,7 +285,11 @@ class FakeTransmitter:
             stream.errs.update(body.get("setErrs", {}))
             stream.queue = [d for d in stream.queue if d.jti not in done]
             if not stream.queue and not body.get("returnImmediately"):
-                self.changed.wait(self.long_poll)
+                self.changed.wait_for(
+                    lambda: stream.queue or stream.stream_id not in self.streams,
+                    self.long_poll)
+            if stream.stream_id not in self.streams:
+                return _json({"err": "not_found", "description": "no such stream"}, 404)
             due = stream.queue[:body.get("maxEvents", 100)]
             return _json({"sets": {d.jti: self.sign(d) for d in due},
                           "moreAvailable": len(stream.queue) > len(due)})

@@ -501,8 +501,8 @@ def test_a_configured_stream_is_used_and_never_deleted(make_kit, transmitter):
     assert list(transmitter.streams) == [stream_id]
 
 
-def test_the_thread_receives_events_and_stops_cleanly(transmitter):
-    transmitter.long_poll = 0.2
+def test_the_thread_receives_events_and_stops_cleanly(transmitter, caplog):
+    transmitter.long_poll = 10  # as the IdP's: closing must not wait it out
     idp = ScriptedIntrospection()
     key = api_key()
     idp.claims[key] = key_claims("key_a1", "org_acme")
@@ -515,12 +515,15 @@ def test_the_thread_receives_events_and_stops_cleanly(transmitter):
         assert idp.calls == 1
         transmitter.emit(transmitter.own + "access-paused", opaque("key_a1"))
         assert wait_for(lambda: len(judge.verdicts.active) == 0)
+        assert wait_for(lambda: len(transmitter.polls) >= 3 and not transmitter.stream.queue)
     finally:
         started = time.monotonic()
-        assert receiver.close() is True
-    assert time.monotonic() - started < 2, "stopped within one short long-poll"
+        with caplog.at_level(logging.INFO):
+            assert receiver.close() is True
+    assert time.monotonic() - started < 2, "the deleted stream's poll ended at once"
     assert not receiver._thread.is_alive()
     assert transmitter.streams == {}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "closing is no fault"
 
 
 def test_a_forked_worker_makes_a_stream_of_its_own(make_kit, transmitter):
