@@ -128,6 +128,9 @@ def _check_ssf(config: dict) -> None:
     if not 0 <= poll <= MAX_SSF_LONG_POLL_SECONDS:
         raise ConfigError(f"IDP_SSF_LONG_POLL_SECONDS must be between 0 and "
                           f"{MAX_SSF_LONG_POLL_SECONDS}, got {poll}.")
+    if config["IDP_SSF_MAX_STREAMS"] < 1:
+        raise ConfigError(f"IDP_SSF_MAX_STREAMS must be at least 1, got "
+                          f"{config['IDP_SSF_MAX_STREAMS']}.")
     push = config["IDP_SSF_PUSH_TIMEOUT"]
     if not 0 < push <= MAX_SSF_PUSH_TIMEOUT:
         raise ConfigError(f"IDP_SSF_PUSH_TIMEOUT must be more than 0 and at most "

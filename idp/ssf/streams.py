@@ -16,8 +16,10 @@ Decisions the specification leaves open (docs/ssf.md):
   in requests, so a receiver may PUT back the configuration it read; unknown ones too;
 * PATCH replaces each receiver-supplied property it names, ``delivery`` as a whole; PUT
   replaces all of them, a missing one taking its default;
-* a resource server may hold ``MAX_STREAMS`` streams (409 beyond, SSF 1.0 §8.1.1.1), since
-  every stream multiplies the rows each event adds.
+* a resource server may hold ``IDP_SSF_MAX_STREAMS`` streams (409 beyond, SSF 1.0 §8.1.1.1),
+  since every stream multiplies the rows each event adds. The kit makes one per process, so the
+  bound is set above a fleet's process count; streams of processes killed without closing them
+  are removed after ``IDP_SSF_INACTIVITY_SECONDS`` (an hour) by the purge.
 """
 
 import ipaddress
@@ -36,8 +38,6 @@ from idp.store.models.ssf import PUSH
 from idp.store.models.ssf import STREAM_STATUSES
 from idp.store.models.ssf import SsfStream
 
-#: Streams one resource server may hold.
-MAX_STREAMS = 10
 #: Longest description, status reason and verification state (the columns' width).
 MAX_TEXT = 200
 #: Longest push endpoint URL, and longest Authorization header value kept for it.
@@ -73,7 +73,7 @@ class NotFound(SsfError):
 
 
 class TooManyStreams(SsfError):
-    """The resource server already holds MAX_STREAMS streams (SSF 1.0 §8.1.1.1: 409)."""
+    """The resource server already holds IDP_SSF_MAX_STREAMS streams (SSF 1.0 §8.1.1.1: 409)."""
 
     status = 409
 
@@ -277,8 +277,9 @@ def create(session: Session, config, server: str, body, now: datetime) -> SsfStr
     owner = ssf_streams.server(session, server)
     if owner is None:
         raise NotFound("The resource server is not registered.")
-    if ssf_streams.count_of_server(session, owner.id) >= MAX_STREAMS:
-        raise TooManyStreams(f"A resource server may hold at most {MAX_STREAMS} streams; "
+    most = config["IDP_SSF_MAX_STREAMS"]
+    if ssf_streams.count_of_server(session, owner.id) >= most:
+        raise TooManyStreams(f"A resource server may hold at most {most} streams; "
                              "delete one first.")
     stream = SsfStream(
         public_id=cs.new_public_id("str_"), resource_server_id=owner.id, aud=owner.public_id,

@@ -17,8 +17,8 @@ def test_defaults(tmp_path):
     check_config(config)
     assert {name: config[name] for name in config if name.startswith("IDP_SSF_")} == {
         "IDP_SSF_LONG_POLL_SECONDS": 10, "IDP_SSF_RETENTION_SECONDS": 604800,
-        "IDP_SSF_INACTIVITY_SECONDS": 86400, "IDP_SSF_PUSH_TIMEOUT": 5,
-        "IDP_SSF_PUSH_BACKOFF_MAX": 300}
+        "IDP_SSF_INACTIVITY_SECONDS": 3600, "IDP_SSF_MAX_STREAMS": 100,
+        "IDP_SSF_PUSH_TIMEOUT": 5, "IDP_SSF_PUSH_BACKOFF_MAX": 300}
 
 
 def test_a_poll_may_answer_at_once_and_a_push_may_wait_a_fraction(tmp_path):
@@ -36,6 +36,7 @@ def test_a_poll_may_answer_at_once_and_a_push_may_wait_a_fraction(tmp_path):
     ({"IDP_SSF_RETENTION_SECONDS": "0"}, "IDP_SSF_RETENTION_SECONDS must be a positive number"),
     ({"IDP_SSF_INACTIVITY_SECONDS": "-5"}, "IDP_SSF_INACTIVITY_SECONDS must be a positive"),
     ({"IDP_SSF_PUSH_BACKOFF_MAX": "0"}, "IDP_SSF_PUSH_BACKOFF_MAX must be a positive number"),
+    ({"IDP_SSF_MAX_STREAMS": "0"}, "IDP_SSF_MAX_STREAMS must be at least 1, got 0."),
 ])
 def test_wrong_values_are_refused_with_one_message(tmp_path, env, message):
     with pytest.raises(ConfigError) as refused:

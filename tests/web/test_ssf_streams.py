@@ -5,7 +5,6 @@ import pytest
 from sqlalchemy import select
 
 from idp.infra.extensions import db
-from idp.ssf.streams import MAX_STREAMS
 from idp.ssf.streams import push_authorization
 from idp.store.models import ResourceServer
 from idp.store.models.ssf import SsfStream
@@ -60,7 +59,7 @@ def test_a_stream_goes_through_create_read_update_replace_and_delete(client, rs)
         "events_supported": SUPPORTED,
         "events_requested": [CAEP + "session-revoked", "urn:example:unknown"],
         "events_delivered": [CAEP + "session-revoked"],
-        "description": "Leads API cache", "inactivity_timeout": 86400,
+        "description": "Leads API cache", "inactivity_timeout": 3600,
     }
 
     read = client.get(f"/ssf/streams?stream_id={stream_id}", headers=rs["auth"])
@@ -131,7 +130,7 @@ def test_switching_to_poll_drops_the_push_authorization(app, client, rs):
     with app.app_context():
         row = db.session.scalar(select(SsfStream).where(SsfStream.public_id ==
                                                         stream["stream_id"]))
-        assert row.sealed_authorization is None and row.inactivity_timeout == 86400
+        assert row.sealed_authorization is None and row.inactivity_timeout == 3600
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/events", "http://localhost/events",
@@ -199,8 +198,9 @@ def test_a_change_without_a_stream_id_is_400(client, rs, method):
     assert response.get_json()["error"] == "invalid_request"
 
 
-def test_a_resource_server_holds_a_bounded_number_of_streams(client, rs):
-    for _ in range(MAX_STREAMS):
+def test_a_resource_server_holds_a_bounded_number_of_streams(app, client, rs):
+    app.config["IDP_SSF_MAX_STREAMS"] = 3
+    for _ in range(3):
         new_stream(client, rs)
     response = client.post("/ssf/streams", headers=rs["auth"], json={})
     assert response.status_code == 409
