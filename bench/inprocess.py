@@ -210,7 +210,7 @@ def main(argv=None) -> int:
             call(app, makers[args.profile]())
         profiler.disable()
         stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(40)
         print(own_time_by_owner(stats))
     return 0
 
