@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -81,13 +81,18 @@ def _lock_state(session: Session) -> SsfState | None:
         return state
     if session.scalar(select(SsfState.id).where(SsfState.id == STATE_ID)) is not None:
         return None
-    # The migration inserts the row; an emptied table gets it back here. Two processes may try
-    # at once: the savepoint lets the loser carry on and find the winner's row locked.
-    try:
-        with session.begin_nested():
-            session.add(SsfState(id=STATE_ID, last_seq=0))
-    except IntegrityError:
-        return None
+    # The migration inserts the row; an emptied table gets it back here.
+    if conn.dialect.name == "sqlite":
+        # The write lock is held: nobody else can be inserting it.
+        session.add(SsfState(id=STATE_ID, last_seq=0))
+        session.flush()
+    else:
+        # Committed at once on a connection of its own: inserted inside the caller's
+        # transaction, a second sequencer's insert would wait for that whole transaction.
+        with session.get_bind().connect() as own:
+            own.execute(pg_insert(SsfState).values(id=STATE_ID, last_seq=0)
+                        .on_conflict_do_nothing())
+            own.commit()
     return session.scalar(locked)
 
 

@@ -183,8 +183,7 @@ def test_a_batch_limit_leaves_the_rest_for_the_next_call(app, demo):
 @on_postgres
 def test_an_event_committing_while_another_is_sequenced_gets_a_later_number(app, demo):
     stream = make_stream(app)
-    with app.app_context():
-        slow = Session(db.engine)
+    with app.app_context(), Session(db.engine) as slow:
         early = outbox.emit(slow, "api_key_disabled", utcnow(), issuer=ISSUER, api_key="key_s")
         slow.flush()
         early_id = early.id
@@ -192,7 +191,6 @@ def test_an_event_committing_while_another_is_sequenced_gets_a_later_number(app,
         assert early_id < quick
         assert sequence(app) == 1
         slow.commit()
-        slow.close()
     assert sequence(app) == 1
     assert seqs(app, quick, early_id) == [1, 2]
     assert queue(app, stream) == [(1, quick), (2, early_id)]
@@ -201,14 +199,12 @@ def test_an_event_committing_while_another_is_sequenced_gets_a_later_number(app,
 @on_postgres
 def test_a_second_sequencer_skips_while_the_first_holds_the_lock(app, demo):
     emit(app, "api_key_revoked")
-    with app.app_context():
-        first = Session(db.engine)
+    with app.app_context(), Session(db.engine) as first:
         assert outbox.sequence(first, utcnow()) == 1
         started = time.monotonic()
         assert sequence(app) == 0
         assert time.monotonic() - started < 1
         first.commit()
-        first.close()
     with app.app_context():
         assert db.session.scalar(select(SsfState.last_seq)) == 1
 
