@@ -17,6 +17,9 @@ if ROOT not in sys.path:
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: The pid of the master that made the directory: a HUP re-reads this file in that master.
 METRICS_OWNER = "IDP_METRICS_OWNER"
+#: Seconds a long poll may run past IDP_SSF_LONG_POLL_SECONDS: its last look, signing, the
+#: answer, a database under load.
+POLL_MARGIN = 5
 
 
 def _remove_metrics_directory(path: str, owner: int) -> None:
@@ -58,8 +61,11 @@ threads = int(os.environ.get("IDP_THREADS", "1"))
 # shorter tail, because threads of one process only take turns holding Python's GIL
 # (docs/PERFORMANCE.md, "Server"). It needs a buffering proxy in front (docs/OPERATIONS.md).
 worker_class = "sync" if threads == 1 else "gthread"
+# The sync worker is restarted when one request runs longer than this; gthread's is only a
+# heartbeat of its main loop, however long a request (an RFC 8936 long poll) takes.
 timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
-# On SIGTERM, requests already running (a refresh mid-rotation) get this long to finish.
+# On SIGTERM, requests already running (a refresh mid-rotation, a long poll) get this long to
+# finish; on the events pool it should outlast IDP_SSF_LONG_POLL_SECONDS (docs/OPERATIONS.md).
 graceful_timeout = int(os.environ.get("IDP_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("IDP_KEEPALIVE", "5"))
 loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
@@ -90,8 +96,28 @@ def on_starting(server):
 
     config = build_config(os.path.join(ROOT, "instance"))
     check_config(config)
+    _refuse_timeout_under_long_poll(server.cfg, config["IDP_SSF_LONG_POLL_SECONDS"])
     if config["IDP_METRICS_BIND"]:
         _refuse_public_metrics(config["IDP_METRICS_BIND"], server.cfg.address)
+
+
+def _refuse_timeout_under_long_poll(cfg, long_poll: float) -> None:
+    """A sync worker must outlive a long poll (RFC 8936 §2.4), which any pool may be sent.
+
+    Its timeout bounds a whole request, so a poll waiting IDP_SSF_LONG_POLL_SECONDS would get
+    the worker killed, and each poll after it another one. gthread only counts heartbeats;
+    a timeout of 0 is none.
+    """
+    from gunicorn.workers.sync import SyncWorker
+
+    from idp.infra.config import ConfigError
+
+    sync = issubclass(cfg.worker_class, SyncWorker)
+    if sync and 0 < cfg.timeout < long_poll + POLL_MARGIN:
+        raise ConfigError(
+            f"IDP_WORKER_TIMEOUT ({cfg.timeout}) must be at least IDP_SSF_LONG_POLL_SECONDS "
+            f"({long_poll:g}) + {POLL_MARGIN}: a sync worker is killed by a long poll that "
+            "outlasts it.")
 
 
 def _refuse_public_metrics(bind: str, public) -> None:

@@ -4,11 +4,15 @@ and an access log that never holds a query string or an Authorization header."""
 import os
 import re
 import runpy
+import secrets
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import requests
+from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.sync import SyncWorker
 
 from tests.helpers import ROOT
 from tests.prod_support import ConfiguredServer
@@ -65,6 +69,10 @@ def test_access_log_keeps_no_query_string_and_no_authorization(database_url, tmp
     ({"IDP_ISSUER": "http://idp.flowestate.example"}, "Error: IDP_ISSUER must be an https URL"),
     ({"IDP_ISSUER": "https://idp.flowestate.example", "SECRET_KEY": "changeme"},
      "Error: SECRET_KEY must be a random value"),
+    ({"IDP_ISSUER": "https://idp.flowestate.example", "SECRET_KEY": secrets.token_urlsafe(48),
+      "DATABASE_URL": "sqlite:////nonexistent/idp.sqlite3", "IDP_ALLOW_SQLITE": "1",
+      "IDP_WORKER_TIMEOUT": "12"},
+     "Error: IDP_WORKER_TIMEOUT (12) must be at least IDP_SSF_LONG_POLL_SECONDS (10) + 5"),
 ])
 def test_gunicorn_refuses_unsafe_settings_with_one_message(tmp_path, env, message):
     clean = {k: v for k, v in os.environ.items()
@@ -78,3 +86,23 @@ def test_gunicorn_refuses_unsafe_settings_with_one_message(tmp_path, env, messag
     assert message in finished.stderr
     assert "Traceback" not in finished.stderr + finished.stdout
     assert "Booting worker" not in finished.stderr
+
+
+@pytest.mark.parametrize("worker_class, timeout, long_poll, refused", [
+    (SyncWorker, 30, 20, False),
+    (SyncWorker, 25, 20, False),
+    (SyncWorker, 24, 20, True),
+    (SyncWorker, 12, 10, True),
+    (SyncWorker, 0, 20, False),  # no timeout at all
+    (ThreadWorker, 5, 20, False),  # gthread's timeout is a heartbeat, not a request's bound
+])
+def test_a_sync_worker_must_outlive_a_long_poll(worker_class, timeout, long_poll, refused):
+    from idp.infra.config import ConfigError
+
+    check = runpy.run_path(str(CONF))["_refuse_timeout_under_long_poll"]
+    cfg = SimpleNamespace(worker_class=worker_class, timeout=timeout)
+    if refused:
+        with pytest.raises(ConfigError, match="IDP_WORKER_TIMEOUT"):
+            check(cfg, long_poll)
+    else:
+        check(cfg, long_poll)
