@@ -110,6 +110,8 @@ def sequence(session: Session, now: datetime, *, limit: int = SEQUENCE_BATCH) ->
     event that commits late gets a later number. Returns 0 at once when another process holds
     the lock. On SQLite the call takes the write lock (``write_now``) unless the session holds
     it already: call it before the transaction writes anything else. The caller commits.
+    ``now`` is the caller's reading of the one clock, taken like every store call's; the
+    numbering itself compares only stored times.
     """
     state = _lock_state(session)
     if state is None:
