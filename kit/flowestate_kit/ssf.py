@@ -555,6 +555,11 @@ class Receiver:
         elif action == events.EVERYTHING:
             for judge in self.judges:
                 judge.clear_cache()
+            # This server itself was disabled. The IdP remembers a good resource-server check
+            # for a few seconds, so it may still call a credential active just now: no answer
+            # may be kept past active_ttl until a verification (refused while the server is
+            # disabled) comes back.
+            self._set_unhealthy("this resource server was disabled on the IdP")
         elif action == events.REFUSALS:
             for judge in self.judges:
                 judge.clear_refusals()

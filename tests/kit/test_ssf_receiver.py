@@ -252,6 +252,22 @@ def test_this_resource_server_disabled_forgets_everything(kit, transmitter):
     assert kit.cached() == set() and not kit.refusal_cached()
 
 
+def test_this_resource_server_disabled_caches_no_answer_past_active_ttl(kit, transmitter,
+                                                                       ticks):
+    # The IdP remembers a good resource-server check for a few seconds per worker, so just
+    # after disabling this server it may still call a credential active: that answer must
+    # not be kept for stream_ttl.
+    transmitter.emit(own(transmitter, "access-paused"), opaque(CLIENT_ID))
+    kit.receiver.step()
+    assert not kit.healthy()
+    assert kit.judge.stream_status()["active_ttl"] == 30
+    kit.cache_all()
+    calls = kit.idp.calls
+    ticks.advance(30)
+    kit.cache_all()
+    assert kit.idp.calls == calls + len(CREDENTIALS) + 1, "every verdict asked again"
+
+
 @pytest.mark.parametrize("sub_id", [opaque("key_a1"), complex_subject(tenant="org_acme"),
                                     complex_subject(application="zapier")])
 def test_a_resumed_credential_forgets_refusals_only(kit, transmitter, sub_id):
