@@ -1,5 +1,6 @@
 """The IdP as deployed: nginx from Debian terminating TLS with the shipped deploy/nginx.conf,
-in front of gunicorn started with the shipped idp/infra/gunicorn_conf.py, in production mode."""
+in front of gunicorn started with the shipped idp/infra/gunicorn_conf.py, in production mode:
+the sync pool for everything, and the events pool for RFC 8936 long polls."""
 
 import datetime
 import ipaddress
@@ -116,8 +117,17 @@ http {{
 """
 
 
+#: What docs/OPERATIONS.md starts the events pool with, on top of the IdP pool's settings.
+EVENTS_POOL = {"IDP_WORKERS": "1", "IDP_THREADS": "32"}
+
+
 class ShippedGunicorn(LiveServer):
     """gunicorn with idp/infra/gunicorn_conf.py and nothing else: its workers, its worker class."""
+
+    def launch(self) -> None:
+        """Start it without waiting, so that both pools boot side by side."""
+        with open(self.log_path, "ab") as log:
+            self._spawn(log)
 
     def _spawn(self, log) -> None:
         """Start it the way OPERATIONS.md does; only IDP_BIND says where."""
@@ -130,7 +140,9 @@ class ShippedGunicorn(LiveServer):
 
 
 class TlsRig:
-    """nginx on a free port terminating TLS for a production-mode IdP behind it."""
+    """nginx on a free port terminating TLS for a production-mode IdP behind it: ``app``, the
+    sync pool, and ``events``, the gthread pool nginx sends long polls to (same database,
+    same settings)."""
 
     def __init__(self, database_url: str, tmp_path: Path, extra_env: dict | None = None):
         self.dir = tmp_path / "rig"
@@ -153,7 +165,10 @@ class TlsRig:
         redis_url = os.environ.get("IDP_TEST_REDIS_URL")
         if redis_url:
             env["RATELIMIT_STORAGE_URI"] = redis_url
-        self.app = ShippedGunicorn(database_url, self.dir, extra_env={**env, **(extra_env or {})})
+        env.update(extra_env or {})
+        self.app = ShippedGunicorn(database_url, self.dir, extra_env=env)
+        self.events = ShippedGunicorn(database_url, self.dir, extra_env={**env, **EVENTS_POOL})
+        self.pools = (self.app, self.events)
         self.nginx = None
 
     def _write_conf(self) -> Path:
@@ -162,7 +177,8 @@ class TlsRig:
         site.write_text(render_shipped_conf({
             "SERVER_NAME": HOST, "LISTEN": f"127.0.0.1:{self.port}",
             "CERTIFICATE": self.chain, "CERTIFICATE_KEY": self.key,
-            "UPSTREAM": f"127.0.0.1:{self.app.port}", "LOG_DIR": self.prefix / "logs",
+            "UPSTREAM": f"127.0.0.1:{self.app.port}",
+            "EVENTS_UPSTREAM": f"127.0.0.1:{self.events.port}", "LOG_DIR": self.prefix / "logs",
         }))
         main = self.prefix / "nginx.conf"
         # As root, workers would switch to "nobody", who cannot enter pytest's private
@@ -172,9 +188,12 @@ class TlsRig:
         return main
 
     def start(self, timeout: float = 30) -> None:
-        """Start gunicorn, then nginx, and wait until /healthz answers over https."""
-        self.app.start(timeout)
+        """Start both gunicorn pools, then nginx, and wait until /healthz answers over https."""
         try:
+            for pool in self.pools:
+                pool.launch()
+            for pool in self.pools:
+                pool._wait_healthy(timeout)
             main = self._write_conf()
             with open(self.prefix / "logs" / "stderr.log", "ab") as out:
                 self.nginx = subprocess.Popen(
@@ -201,7 +220,7 @@ class TlsRig:
         raise RuntimeError(f"the rig did not answer over https: {self.log()[-3000:]}")
 
     def stop(self) -> None:
-        """Stop nginx (fast shutdown), then gunicorn."""
+        """Stop nginx (fast shutdown), then both pools."""
         if self.nginx and self.nginx.poll() is None:
             os.killpg(self.nginx.pid, signal.SIGTERM)
             try:
@@ -209,10 +228,19 @@ class TlsRig:
             except subprocess.TimeoutExpired:
                 os.killpg(self.nginx.pid, signal.SIGKILL)
                 self.nginx.wait()
-        self.app.stop()
+        for pool in self.pools:
+            pool.stop()
+
+    def flask(self, *args: str, **popen) -> subprocess.Popen:
+        """Start ``flask --app app ARGS`` as an operator would on an IdP host: the IdP pool's
+        settings and database, trusting the rig's CA for the https it reaches. ``popen``
+        (stdout, stderr, text) goes to subprocess.Popen."""
+        env = {**self.app.env, "REQUESTS_CA_BUNDLE": str(self.ca)}
+        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", *args],
+                                cwd=ROOT, env=env, start_new_session=True, **popen)
 
     def log(self) -> str:
-        """Everything gunicorn and nginx wrote: app log, access logs, error logs."""
-        parts = [self.app.log()] if self.app.log_path.exists() else []
+        """Everything gunicorn and nginx wrote: both pools' logs, access logs, error logs."""
+        parts = [pool.log() for pool in self.pools if pool.log_path.exists()]
         parts += [p.read_text(errors="replace") for p in sorted((self.prefix / "logs").iterdir())]
         return "\n".join(parts)

@@ -91,7 +91,7 @@ def test_every_placeholder_of_the_shipped_file_is_documented():
     operations = (ROOT / "docs" / "OPERATIONS.md").read_text()
     assert "deploy/nginx.conf" in operations
     values = {name: "x" for name in ("SERVER_NAME", "LISTEN", "CERTIFICATE", "CERTIFICATE_KEY",
-                                     "UPSTREAM", "LOG_DIR")}
+                                     "UPSTREAM", "EVENTS_UPSTREAM", "LOG_DIR")}
     render_shipped_conf(values)  # fails on a placeholder the rig does not know
     for name in values:
         assert f"@{name}@" in operations, name
