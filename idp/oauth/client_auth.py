@@ -36,8 +36,14 @@ def client_secret_basic(query_client, request):
     return client if client.check_client_secret(secret) else None
 
 
-def authenticate_resource_server(conn, headers) -> str | None:
-    """Public id of the registered, enabled resource server whose Basic credentials these are."""
+def authenticate_resource_server(conn, headers, *, remembered: bool = True) -> str | None:
+    """Public id of the registered, enabled resource server whose Basic credentials these are.
+
+    ``remembered`` false reads the database every time, without the few-second memo that
+    spares introspection a lookup: for calls whose success must mean the server is enabled
+    now.
+    """
     client_id, secret = basic_credentials(headers)
-    memo = current_app.extensions["idp.resource_server_memo"]
+    memo = (current_app.extensions["idp.resource_server_memo"] if remembered
+            else resource_auth.Memo(seconds=0))
     return resource_auth.check(conn, memo, client_id, secret)

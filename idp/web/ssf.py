@@ -72,8 +72,10 @@ def _body():
 def _resource_server() -> str:
     """The client_id of the resource server whose Basic credentials came with the request,
     counted against its limit; InvalidClientError (401) when they name none."""
+    # Not from the memo: a verification that comes back restores a kit's trust in its stream,
+    # so it must not succeed for a server disabled a moment ago. These calls are rare.
     with reading(db.engine) as conn:
-        server = authenticate_resource_server(conn, request.headers)
+        server = authenticate_resource_server(conn, request.headers, remembered=False)
     if server is None:
         raise InvalidClientError(status_code=401,
                                  description="Shared Signals needs resource-server credentials.")

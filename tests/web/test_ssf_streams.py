@@ -245,12 +245,17 @@ def test_anyone_but_a_resource_server_gets_401_invalid_client(client, rs, demo, 
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_a_disabled_resource_server_gets_401(app, client, rs):
+def test_a_disabled_resource_server_gets_401_at_once(app, client, rs):
+    stream = new_stream(client, rs)
     with committing(app):
         db.session.scalar(select(ResourceServer).where(
             ResourceServer.public_id == rs["client_id"])).enabled = False
-    app.extensions["idp.resource_server_memo"].clear()
+    # Not after introspection's memo runs out: a verification answered now would restore a
+    # kit's trust in the stream of a server disabled a moment ago.
     assert client.get("/ssf/streams", headers=rs["auth"]).status_code == 401
+    verify = client.post("/ssf/verify", headers=rs["auth"],
+                         json={"stream_id": stream["stream_id"], "state": "s"})
+    assert verify.status_code == 401
 
 
 def test_failed_authentication_is_limited_per_address_as_introspection_is(make_app):
