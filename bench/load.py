@@ -1,6 +1,7 @@
 """Drive one row of load with wrk and read back what happened."""
 
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from dataclasses import field
@@ -104,11 +105,39 @@ def parse(output: str) -> Outcome:
     )
 
 
+def command(url: str, plan_path: Path, seconds: int, connections: int, threads: int) -> list:
+    """wrk's command line for one row."""
+    return ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+            "--timeout", "5s", "-s", str(WALK), url, "--", str(plan_path)]
+
+
 def run(url: str, plan_path: Path, seconds: int, connections: int, threads: int) -> Outcome:
     """Run wrk for ``seconds`` against ``url`` with a written plan."""
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-            "--timeout", "5s", "-s", str(WALK), url, "--", str(plan_path)]
+    argv = command(url, plan_path, seconds, connections, threads)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
     return parse(done.stdout)
+
+
+#: Longest a background load may run; it is meant to be stopped long before.
+BACKGROUND_LIMIT = 3600
+
+
+def start(url: str, plan_path: Path, connections: int, threads: int) -> subprocess.Popen:
+    """Start wrk in the background, for load that lasts as long as something else does."""
+    argv = command(url, plan_path, BACKGROUND_LIMIT, connections, threads)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen) -> Outcome:
+    """Stop a background wrk and read its figures.
+
+    wrk takes SIGINT as the end of its run: it stops sending, reports and calls walk.lua's
+    done(), with the time it actually ran as the duration.
+    """
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err[-2000:]}")
+    return parse(out)

@@ -227,12 +227,13 @@ def markdown(run: Run, lines: list[Line], checks, facts: dict) -> str:
     return "\n".join(out)
 
 
-def write_doc(path, section: str) -> None:
-    """Replace the generated section of the docs page (or append one)."""
+def write_doc(path, section: str, start: str = START, end: str = END) -> None:
+    """Replace the generated section between ``start`` and ``end`` (or append one); other
+    generated sections of the page keep markers of their own."""
     text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
         text = before + section + after
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
