@@ -41,6 +41,10 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--peers", action="store_true", default=None,
                         help="also measure django-oauth-toolkit and node oidc-provider "
                              "(installed pinned under bench/out/peers)")
+    parser.add_argument("--propagation", action="store_true",
+                        help="instead, time revocation from a Disconnect to the kit's first "
+                             "refusal, poll and push, and the kit's cached path "
+                             "(bench/propagation.py; --quick, --kills N, --database)")
     parser.add_argument("--profile", nargs="*", metavar="ROW",
                         help="instead of the table, sample the IdP with py-spy under load "
                              "(rows: introspect_key introspect_token me_key me_token refresh)")
@@ -49,10 +53,16 @@ def arguments(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     """Run the benchmark (or the profiler); exit 1 when a target is missed or a run errs."""
-    args = arguments(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (bash bench/run installs it)", file=sys.stderr)
         return 2
+    if "--propagation" in argv:
+        # Its own options (--kills, --database) are not the table's: it parses them itself.
+        from bench import propagation
+
+        return propagation.main([a for a in argv if a != "--propagation"])
+    args = arguments(argv)
     profile = choose(args.quick, databases=tuple(args.databases or ()) or None,
                      sizes=tuple(args.sizes or ()) or None, rounds=args.rounds,
                      duration=args.duration, server_threads=args.server_threads,
