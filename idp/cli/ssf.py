@@ -9,16 +9,22 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from idp.cli.support import emit
+from idp.cli.support import find
 from idp.cli.support import json_option
+from idp.cli.support import refused_as_usage
 from idp.cli.support import stamp
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.ssf import keys
+from idp.ssf import streams
+from idp.ssf.streams import SsfError
 from idp.store import outbox
 from idp.store import ssf_keys
 from idp.store import ssf_streams
 from idp.store.database import begin_write
 from idp.store.models.ssf import PUSH
+from idp.store.models.ssf import STREAM_STATUSES
+from idp.store.models.ssf import SsfStream
 
 
 @click.group("ssf", cls=AppGroup)
@@ -81,6 +87,38 @@ def ssf_streams_list(as_json):
             row["oldest"] = _age(row["oldest_seconds"])
     emit(rows, ("stream_id", "resource_server", "method", "status", "unacknowledged", "oldest",
                 "last_delivery_at", "last_error", "failures"), as_json)
+
+
+def _stream(stream_id: str) -> SsfStream:
+    """The stream with this id, whatever resource server holds it, or a usage error."""
+    return find(SsfStream, stream_id, "stream", "STREAM_ID")
+
+
+@ssf_group.command("set-stream-status")
+@click.argument("stream_id")
+@click.argument("status", type=click.Choice(STREAM_STATUSES))
+@click.option("--reason", default=None, help="Told to the receiver in the stream-updated event.")
+def ssf_set_stream_status(stream_id, status, reason):
+    """Enable, pause (events are held) or disable (events are dropped) a stream, as its
+    resource server could: for a receiver that is gone and whose queue keeps growing."""
+    begin_write(db.session)
+    stream = _stream(stream_id)
+    with refused_as_usage(SsfError):
+        streams.set_status(db.session, current_app.config, stream.resource_server.public_id,
+                           {"stream_id": stream.public_id, "status": status,
+                            "reason": reason}, utcnow())
+    db.session.commit()
+    click.echo(f"{stream_id} {status}")
+
+
+@ssf_group.command("delete-stream")
+@click.argument("stream_id")
+def ssf_delete_stream(stream_id):
+    """Delete a stream and every SET waiting on it (its receiver may create a new one)."""
+    begin_write(db.session)
+    ssf_streams.remove(db.session, _stream(stream_id))
+    db.session.commit()
+    click.echo(f"{stream_id} deleted")
 
 
 #: Command groups this module adds to ``flask``.

@@ -47,3 +47,40 @@ def test_streams_lists_each_stream_with_its_lag(app, client, factory):
 def test_streams_says_nothing_when_there_are_none(app):
     result = app.test_cli_runner().invoke(args=["ssf", "streams"])
     assert result.exit_code == 0 and result.stdout == ""
+
+
+def test_an_operator_pauses_and_disables_a_stream_and_the_receiver_is_told(app, client, factory):
+    rs = receiver(factory)
+    stream = new_stream(client, rs)["stream_id"]
+    runner = app.test_cli_runner()
+    paused = runner.invoke(args=["ssf", "set-stream-status", stream, "paused",
+                                 "--reason", "receiver gone"])
+    assert paused.exit_code == 0 and paused.stdout == f"{stream} paused\n"
+    status = client.get(f"/ssf/status?stream_id={stream}", headers=rs["auth"]).get_json()
+    assert status["status"] == "paused" and status["reason"] == "receiver gone"
+    assert runner.invoke(args=["ssf", "set-stream-status", stream, "enabled"]).exit_code == 0
+    answer = client.post(f"/ssf/poll/{stream}", headers=rs["auth"],
+                         json={"returnImmediately": True}).get_json()
+    # The pause and the enable, each told on the stream (the pause was held while paused).
+    assert len(answer["sets"]) == 2
+
+
+def test_an_operator_deletes_a_stream_and_its_queue(app, client, factory):
+    rs = receiver(factory)
+    stream = new_stream(client, rs)["stream_id"]
+    emit(app)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["ssf", "delete-stream", stream])
+    assert result.exit_code == 0 and result.stdout == f"{stream} deleted\n"
+    assert client.get(f"/ssf/streams?stream_id={stream}", headers=rs["auth"]).status_code == 404
+    assert json.loads(runner.invoke(args=["ssf", "streams", "--json"]).stdout) == []
+
+
+def test_stream_commands_refuse_an_unknown_stream_or_status(app):
+    runner = app.test_cli_runner()
+    for args in (["ssf", "delete-stream", "str_nope"],
+                 ["ssf", "set-stream-status", "str_nope", "paused"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 2 and "No stream 'str_nope'" in result.output
+    wrong = runner.invoke(args=["ssf", "set-stream-status", "str_nope", "asleep"])
+    assert wrong.exit_code == 2 and "asleep" in wrong.output
