@@ -25,8 +25,8 @@ ALLOWED = {
 }
 #: The frameworks idp.core stays free of (plain libraries such as cryptography are fine).
 FRAMEWORKS = {"flask", "sqlalchemy", "authlib", "werkzeug", "wtforms"}
-#: The only module of the kit idp.core may import (it is standard library only).
-CORE_KIT = {"flowestate_kit.answers"}
+#: The only modules of the kit idp.core may import (they are standard library only).
+CORE_KIT = {"flowestate_kit.answers", "flowestate_kit.event_types"}
 #: Flask's request-bound globals: whoever uses them decides HTTP answers, never the store.
 REQUEST_GLOBALS = {"request", "session", "g"}
 

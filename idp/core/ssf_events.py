@@ -9,16 +9,16 @@ our ``reason``). Pure: the store writes what it returns, the transmitter signs i
 import calendar
 from datetime import datetime
 
-#: CAEP 1.0 and SSF 1.0 event-type prefixes.
-CAEP = "https://schemas.openid.net/secevent/caep/event-type/"
-SSF = "https://schemas.openid.net/secevent/ssf/event-type/"
-#: CAEP 1.0 §3.1: a session (for us, a connection) was revoked.
-SESSION_REVOKED = CAEP + "session-revoked"
-#: CAEP 1.0 §3.3: a credential was created, changed, revoked or deleted.
-CREDENTIAL_CHANGE = CAEP + "credential-change"
-#: SSF 1.0 §8.1.4.1 and §8.1.5: events about the stream itself, sent on that stream only.
-VERIFICATION = SSF + "verification"
-STREAM_UPDATED = SSF + "stream-updated"
+# The wire names have one home, shared with the kit that reads them (standard library only).
+from flowestate_kit.event_types import ACCESS_PAUSED
+from flowestate_kit.event_types import ACCESS_RESUMED
+from flowestate_kit.event_types import CAEP  # noqa: F401  (part of this module's vocabulary)
+from flowestate_kit.event_types import CREDENTIAL_CHANGE
+from flowestate_kit.event_types import SESSION_REVOKED
+from flowestate_kit.event_types import SSF  # noqa: F401
+from flowestate_kit.event_types import STREAM_UPDATED
+from flowestate_kit.event_types import VERIFICATION
+from flowestate_kit.event_types import own_type
 
 #: Connection ends, by the kind they are told as (docs/ssf.md names four).
 CONNECTION_KINDS = ("disconnected", "revoked", "refresh_reuse", "code_replay")
@@ -89,12 +89,12 @@ INITIATORS = ("admin", "user", "policy", "system")
 
 def access_paused(issuer: str) -> str:
     """Our own event type: access is refused until the condition is lifted."""
-    return f"{issuer}/ssf/event-type/access-paused"
+    return own_type(issuer, ACCESS_PAUSED)
 
 
 def access_resumed(issuer: str) -> str:
     """Our own event type: a condition that paused access was lifted."""
-    return f"{issuer}/ssf/event-type/access-resumed"
+    return own_type(issuer, ACCESS_RESUMED)
 
 
 def events_supported(issuer: str) -> list[str]:

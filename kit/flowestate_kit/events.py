@@ -12,17 +12,15 @@ every member present.
 from dataclasses import dataclass
 
 from flowestate_kit.cache import Match
+from flowestate_kit.event_types import ACCESS_PAUSED
+from flowestate_kit.event_types import ACCESS_RESUMED
+from flowestate_kit.event_types import CREDENTIAL_CHANGE
+from flowestate_kit.event_types import SESSION_REVOKED
+from flowestate_kit.event_types import STREAM_UPDATED
+from flowestate_kit.event_types import VERIFICATION
+from flowestate_kit.event_types import own_type
 from flowestate_kit.sets import SecurityEvent
 from flowestate_kit.sets import SetRejected
-
-CAEP = "https://schemas.openid.net/secevent/caep/event-type/"
-SSF = "https://schemas.openid.net/secevent/ssf/event-type/"
-SESSION_REVOKED = CAEP + "session-revoked"
-CREDENTIAL_CHANGE = CAEP + "credential-change"
-VERIFICATION = SSF + "verification"
-STREAM_UPDATED = SSF + "stream-updated"
-#: The transmitter's own types live under ``{issuer}/ssf/event-type/``.
-OWN_TYPES = ("access-paused", "access-resumed")
 
 #: Complex-subject member -> the Bearer field its id is (docs/ssf.md).
 MEMBERS = {"session": "connection_id", "user": "user_id", "tenant": "org_id",
@@ -57,21 +55,21 @@ class StreamStatus:
 
 def requested(issuer: str) -> list[str]:
     """The event types a receiver asks for when it creates its stream."""
-    own = f"{issuer}/ssf/event-type/"
-    return [SESSION_REVOKED, CREDENTIAL_CHANGE, *(own + name for name in OWN_TYPES)]
+    return [SESSION_REVOKED, CREDENTIAL_CHANGE, own_type(issuer, ACCESS_PAUSED),
+            own_type(issuer, ACCESS_RESUMED)]
 
 
 def actions(event: SecurityEvent, issuer: str, client_id: str) -> list:
     """What to do for each event of a verified SET, in order; SetRejected when an event the
     table names carries a subject it cannot map (RFC 8935 ``invalid_request``)."""
-    own = f"{issuer}/ssf/event-type/"
+    paused, resumed = own_type(issuer, ACCESS_PAUSED), own_type(issuer, ACCESS_RESUMED)
     done = []
     for event_type, payload in event.events.items():
         if event_type == SESSION_REVOKED:
             done.append(_subject(event.sub_id, client_id, session_only=True))
-        elif event_type in (CREDENTIAL_CHANGE, own + "access-paused"):
+        elif event_type in (CREDENTIAL_CHANGE, paused):
             done.append(_subject(event.sub_id, client_id))
-        elif event_type == own + "access-resumed":
+        elif event_type == resumed:
             done.append(REFUSALS)
         elif event_type == VERIFICATION:
             state = payload.get("state")

@@ -24,7 +24,7 @@ def kit_modules():
 
 def test_the_kit_has_the_modules_it_ships():
     assert {p.stem for p in kit_modules()} == {
-        "__init__", "answers", "cache", "counting", "events", "flask", "judge",
+        "__init__", "answers", "cache", "counting", "event_types", "events", "flask", "judge",
         "local_counters", "push", "sets", "ssf", "wsgi"}
 
 
