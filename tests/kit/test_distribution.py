@@ -137,5 +137,6 @@ def test_the_kit_builds_a_wheel_of_its_own_modules(kit_venv, tmp_path):
     modules = {n for n in names if n.endswith(".py")}
     assert modules == {f"flowestate_kit/{m}.py" for m in (
         "__init__", "answers", "cache", "counting", "event_types", "events", "flask", "judge",
-        "local_counters", "push", "sets", "ssf", "wsgi")}
+        "local_counters", "push", "sets", "ssf", "ssf_apply", "ssf_health", "ssf_loop",
+        "ssf_stream", "ssf_transmitter", "wsgi")}
     assert not any(n.startswith(("idp/", "tests/")) for n in names)

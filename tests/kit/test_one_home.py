@@ -25,7 +25,8 @@ def kit_modules():
 def test_the_kit_has_the_modules_it_ships():
     assert {p.stem for p in kit_modules()} == {
         "__init__", "answers", "cache", "counting", "event_types", "events", "flask", "judge",
-        "local_counters", "push", "sets", "ssf", "wsgi"}
+        "local_counters", "push", "sets", "ssf", "ssf_apply", "ssf_health", "ssf_loop",
+        "ssf_stream", "ssf_transmitter", "wsgi"}
 
 
 @pytest.mark.parametrize("path", kit_modules(), ids=lambda p: p.name)
