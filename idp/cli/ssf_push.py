@@ -13,12 +13,13 @@ from idp.cli.ssf import ssf_group
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.ssf import push
+from idp.ssf import push_worker
 
 
 @ssf_group.command("deliver")
 @click.option("--once", is_flag=True,
               help="Serve every due push stream once, print how many SETs were accepted, exit.")
-@click.option("--interval", type=click.FloatRange(0.01, 60), default=push.IDLE_SECONDS,
+@click.option("--interval", type=click.FloatRange(0.01, 60), default=push_worker.IDLE_SECONDS,
               show_default=True, help="Seconds to wait after a pass that delivered nothing.")
 def deliver_command(once, interval):
     """Push SETs to the receivers of push streams, in order, until SIGTERM or SIGINT."""
@@ -27,7 +28,7 @@ def deliver_command(once, interval):
             count = push.deliver_once(db.session, current_app.config, utcnow, http)
             click.echo(f"accepted: {count}")
             return
-        push.run_forever(db.session, current_app.config, utcnow, http, interval=interval)
+        push_worker.run_forever(db.session, current_app.config, utcnow, http, interval=interval)
 
 
 #: Nothing at the top level: ``deliver`` joins the ``flask ssf`` group above.

@@ -1,6 +1,6 @@
 """Push streams' delivery state: which stream is due, its lease, and how its last attempt went.
 
-A push worker (idp/ssf/push.py) holds a stream through its ``lease_until`` column, not a row
+A push worker (idp/ssf/push_lease.py) holds a stream through its ``lease_until`` column, not a row
 lock, so nothing stays locked while it waits for a receiver (docs/ssf.md, "The path of one
 event"). The lease is also its owner's token: every change below is conditional on the
 ``lease_until`` the worker was given, so a worker whose lease ran out and was taken over

@@ -9,7 +9,7 @@ import logging
 import pytest
 import requests
 
-from idp.ssf import push
+from idp.ssf import push_outcome
 from tests.ssf.push_receiver import Receiver
 from tests.ssf.push_receiver import claims_of
 from tests.ssf.push_support import RECEIVER_AUTHORIZATION
@@ -243,7 +243,7 @@ def test_the_logs_name_the_stream_but_never_the_header_or_a_set(app, clock, http
 
 
 def test_backoff_doubles_up_to_its_ceiling_less_up_to_half():
-    assert [push.backoff(n, 300, rand=lambda: 1.0) for n in (1, 2, 3, 9, 10)] == [
+    assert [push_outcome.backoff(n, 300, rand=lambda: 1.0) for n in (1, 2, 3, 9, 10)] == [
         1, 2, 4, 256, 300]
-    assert push.backoff(1, 300, rand=lambda: 0.0) == 0.5
-    assert push.backoff(10_000, 300, rand=lambda: 1.0) == 300
+    assert push_outcome.backoff(1, 300, rand=lambda: 0.0) == 0.5
+    assert push_outcome.backoff(10_000, 300, rand=lambda: 1.0) == 300

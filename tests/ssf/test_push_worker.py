@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from idp.core.clock import utcnow
 from idp.infra.extensions import db
-from idp.ssf import push
+from idp.ssf import push_worker
 from tests.conftest import BASE_CONFIG
 from tests.conftest import PG_URL
 from tests.helpers import ROOT
@@ -93,7 +93,7 @@ def test_the_loop_delivers_as_events_come_and_stops_when_told(app, receiver):
         # A session factory rather than a session: each pass opens and closes its own.
         sessions = sessionmaker(db.engine)
     with requests.Session() as http:
-        loop = threading.Thread(target=push.run_forever, args=(sessions, app.config, utcnow,
+        loop = threading.Thread(target=push_worker.run_forever, args=(sessions, app.config, utcnow,
                                                                http),
                                 kwargs={"interval": 0.02, "stop": stopping})
         loop.start()
