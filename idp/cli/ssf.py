@@ -17,7 +17,7 @@ from idp.core.clock import utcnow
 from idp.infra.extensions import db
 from idp.ssf import keys
 from idp.ssf import streams
-from idp.ssf.streams import SsfError
+from idp.ssf.stream_errors import SsfError
 from idp.store import outbox
 from idp.store import ssf_keys
 from idp.store import ssf_streams

@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from idp.ssf.sets import signed_set
-from idp.ssf.streams import NotFound
+from idp.ssf.stream_errors import NotFound
 from idp.ssf.streams import find
 from idp.store import outbox
 from idp.store import ssf_streams

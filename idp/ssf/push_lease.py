@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from idp.ssf import streams
+from idp.ssf import stream_delivery
 from idp.store import ssf_push
 from idp.store.database import begin_write
 from idp.store.models.ssf import SsfStream
@@ -85,7 +85,7 @@ def take(session: Session, config, settings: Settings, now_fn, served) -> Lease 
     stream = session.get(SsfStream, stream_id)
     lease = Lease(stream_id=stream_id, public_id=stream.public_id,
                   endpoint_url=stream.endpoint_url,
-                  authorization=streams.push_authorization(stream, config), until=until)
+                  authorization=stream_delivery.push_authorization(stream, config), until=until)
     if stream.sealed_authorization and lease.authorization is None:
         lease.unusable = "its Authorization header does not open with SECRET_KEY"
     elif not lease.endpoint_url:

@@ -1,7 +1,8 @@
 """Stream rows of the Shared Signals transmitter: found only through the resource server that
 owns them, counted, and removed with what they carry.
 
-Validation and the stream configuration live in idp/ssf/streams.py; nothing here commits.
+Validation and the stream configuration live in idp/ssf/ (stream_settings.py,
+stream_documents.py); nothing here commits.
 """
 
 from sqlalchemy import delete

@@ -28,9 +28,10 @@ from idp.oauth.client_auth import authenticate_resource_server
 from idp.ssf import keys
 from idp.ssf import metadata
 from idp.ssf import poll as polling
+from idp.ssf import stream_documents
 from idp.ssf import streams
 from idp.ssf.poll import PollError
-from idp.ssf.streams import SsfError
+from idp.ssf.stream_errors import SsfError
 from idp.store.database import reading
 from idp.web.unit_of_work import changes
 
@@ -123,9 +124,10 @@ def stream_configuration(server: str):
     if request.method == "GET":
         stream_id = request.args.get("stream_id")
         if stream_id is None:
-            return jsonify([streams.configuration(stream, issuer)
+            return jsonify([stream_documents.configuration(stream, issuer)
                             for stream in streams.listing(db.session, server)])
-        return jsonify(streams.configuration(streams.find(db.session, server, stream_id), issuer))
+        stream = streams.find(db.session, server, stream_id)
+        return jsonify(stream_documents.configuration(stream, issuer))
     if request.method == "DELETE":
         with changes():
             streams.delete(db.session, server, request.args.get("stream_id"))
@@ -134,7 +136,7 @@ def stream_configuration(server: str):
     body = _body()
     with changes():
         stream = operation[request.method](db.session, config, server, body, utcnow())
-        document = streams.configuration(stream, issuer)
+        document = stream_documents.configuration(stream, issuer)
     return _json(201 if request.method == "POST" else 200, document)
 
 
@@ -143,12 +145,12 @@ def stream_configuration(server: str):
 def stream_status(server: str):
     """SSF 1.0 §8.1.2: read or change a stream's status."""
     if request.method == "GET":
-        return jsonify(streams.status_of(streams.find(db.session, server,
-                                                      request.args.get("stream_id"))))
+        stream = streams.find(db.session, server, request.args.get("stream_id"))
+        return jsonify(stream_documents.status_of(stream))
     body = _body()
     with changes():
         stream = streams.set_status(db.session, current_app.config, server, body, utcnow())
-        document = streams.status_of(stream)
+        document = stream_documents.status_of(stream)
     return jsonify(document)
 
 

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from idp.infra.extensions import db
-from idp.ssf.streams import push_authorization
+from idp.ssf.stream_delivery import push_authorization
 from idp.store.models import ResourceServer
 from idp.store.models.ssf import SsfStream
 from tests.factories import committing
