@@ -129,9 +129,19 @@ def _dev_secret_key(instance_path: str) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    # Created private, never readable by others even for a moment.
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+    # Written whole to a private file of its own (never readable by others even for a moment),
+    # then linked into place: the link is atomic and fails if the name exists, so when several
+    # processes start at once on a fresh checkout (gunicorn's master and others beside it),
+    # one key wins and the rest read it complete, never half written.
+    draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+    with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
         file.write(key)
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        draft.unlink()
     return key
 
 

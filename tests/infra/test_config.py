@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,19 @@ def test_development_key_is_random_private_and_kept(tmp_path):
     assert len(first) >= 32
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert config_for(tmp_path)["SECRET_KEY"] == first
+
+
+def test_a_key_made_by_another_process_meanwhile_is_read_not_refused(tmp_path, monkeypatch):
+    """Processes starting at once on a fresh checkout (gunicorn's master and the servers
+    beside it) each see no key, then all but one find it made: they read it, whole."""
+    other = "k" * 64
+    (tmp_path / "secret_key").write_text(other)
+    real_exists = Path.exists
+    # This process looked before the other one wrote its key.
+    monkeypatch.setattr(Path, "exists",
+                        lambda path: False if path.name == "secret_key" else real_exists(path))
+    assert config_for(tmp_path)["SECRET_KEY"] == other
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["secret_key"]
 
 
 @pytest.mark.parametrize("issuer", [
