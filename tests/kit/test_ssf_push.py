@@ -19,7 +19,6 @@ from flowestate_kit.wsgi import BearerMiddleware
 from tests.kit.ssf_support import CAEP
 from tests.kit.ssf_support import CLIENT_ID
 from tests.kit.ssf_support import CLIENT_SECRET
-from tests.kit.ssf_support import FakeTransmitter
 from tests.kit.ssf_support import ScriptedIntrospection
 from tests.kit.ssf_support import api_key
 from tests.kit.ssf_support import complex_subject
@@ -28,25 +27,11 @@ from tests.kit.ssf_support import new_key
 from tests.kit.ssf_support import opaque
 from tests.kit.ssf_support import token_claims
 from tests.kit.ssf_support import wait_for
-from tests.kit_support import FakeClock
 
 URL = "https://idp.test/oauth/introspect"
 PUSH_URL = "https://api.flowestate.example/ssf/push"
 EPOCH = 1_800_000_000
 SET_TYPE = "application/secevent+jwt"
-
-
-@pytest.fixture
-def transmitter():
-    """A fake transmitter serving on a free loopback port."""
-    with FakeTransmitter() as served:
-        yield served
-
-
-@pytest.fixture
-def ticks():
-    """The clock the judge and the receiver share."""
-    return FakeClock()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from tests.kit.ssf_support import CAEP
 from tests.kit.ssf_support import CLIENT_ID
 from tests.kit.ssf_support import CLIENT_SECRET
 from tests.kit.ssf_support import STREAM_UPDATED
-from tests.kit.ssf_support import FakeTransmitter
 from tests.kit.ssf_support import ScriptedIntrospection
 from tests.kit.ssf_support import access_token
 from tests.kit.ssf_support import api_key
@@ -30,7 +29,6 @@ from tests.kit.ssf_support import new_key
 from tests.kit.ssf_support import opaque
 from tests.kit.ssf_support import token_claims
 from tests.kit.ssf_support import wait_for
-from tests.kit_support import FakeClock
 
 URL = "https://idp.test/oauth/introspect"
 EPOCH = 1_800_000_000
@@ -89,19 +87,6 @@ class Kit:
     def healthy(self) -> bool:
         """What the judge acts on."""
         return self.judge.stream_status()["healthy"]
-
-
-@pytest.fixture
-def transmitter():
-    """A fake transmitter serving on a free loopback port."""
-    with FakeTransmitter() as served:
-        yield served
-
-
-@pytest.fixture
-def ticks():
-    """The clock the judge and the receiver share."""
-    return FakeClock()
 
 
 @pytest.fixture
