@@ -6,9 +6,9 @@ for it is ignored. The push ``authorization_header`` is stored sealed under SECR
 to its stream, and never shown again, like every secret (docs/ssf.md).
 """
 
-import ipaddress
 from urllib.parse import urlsplit
 
+from flowestate_kit.judge import is_loopback
 from idp.core import secrets as cs
 from idp.ssf import keys
 from idp.ssf.stream_errors import SsfError
@@ -21,8 +21,6 @@ MAX_URL = 2000
 MAX_AUTHORIZATION = 2000
 #: What a push Authorization header's seal is bound to besides SECRET_KEY and its stream.
 AUTHORIZATION_CONTEXT = "flowestate-idp ssf push authorization "
-#: Hosts a push stream may reach over plain http.
-LOOPBACK_NAMES = ("localhost",)
 
 
 def _push_url(value) -> str:
@@ -38,19 +36,9 @@ def _push_url(value) -> str:
     if not parts.hostname or parts.username is not None or parts.fragment:
         raise SsfError("delivery.endpoint_url must name a host, with no user name, password "
                        "or fragment.")
-    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return value
     raise SsfError("delivery.endpoint_url must be https (http only to a loopback address).")
-
-
-def _loopback(host: str) -> bool:
-    """Whether ``host`` is this machine: ``localhost`` or a loopback address."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _authorization(value) -> str | None:

@@ -98,7 +98,7 @@ def check_introspection_url(url: str, name: str = "introspection_url") -> None:
         scheme, host = "", None
     if host and scheme == "https":
         return
-    if host and scheme == "http" and _is_loopback(host):
+    if host and scheme == "http" and is_loopback(host):
         return
     # The scheme and host only: a URL may carry credentials in its userinfo.
     raise ValueError(
@@ -107,7 +107,7 @@ def check_introspection_url(url: str, name: str = "introspection_url") -> None:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine: localhost or a loopback address."""
     if host == "localhost":
         return True
