@@ -45,5 +45,5 @@ def authenticate_resource_server(conn, headers, *, remembered: bool = True) -> s
     """
     client_id, secret = basic_credentials(headers)
     memo = (current_app.extensions["idp.resource_server_memo"] if remembered
-            else resource_auth.Memo(seconds=0))
+            else resource_auth.NO_MEMO)
     return resource_auth.check(conn, memo, client_id, secret)

@@ -78,6 +78,10 @@ class Memo:
             self._until[key] = self.clock() + self.seconds
 
 
+#: A memo that remembers nothing: every check with it reads the database.
+NO_MEMO = Memo(seconds=0)
+
+
 def check(session: Session, memo: Memo, client_id: str | None, secret: str | None) -> str | None:
     """The public id of an enabled resource server whose secret this is, else None.
 
