@@ -1,6 +1,7 @@
 """What the Shared Signals tests share: a receiver's credentials, streams, events, SET checks."""
 
 import base64
+from typing import NamedTuple
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -10,8 +11,10 @@ from idp.infra.extensions import db
 from idp.store import outbox
 from idp.store.models.ssf import POLL
 from idp.store.models.ssf import PUSH
+from tests.factories import AppFactory
 
-__all__ = ["POLL", "PUSH", "basic", "decode", "emit", "new_stream", "receiver"]
+__all__ = ["POLL", "PUSH", "ServedWorld", "basic", "decode", "emit", "new_stream", "receiver",
+           "served_world"]
 
 
 def basic(client_id: str, secret: str) -> dict:
@@ -24,6 +27,29 @@ def receiver(factory, name: str = "Leads API") -> dict:
     """A resource server: its client_id, secret and Basic header (``auth``)."""
     server = factory.resource_server(name)
     return {**server, "auth": basic(server["client_id"], server["client_secret"])}
+
+
+class ServedWorld(NamedTuple):
+    """What a test against a served IdP sets up beside it."""
+
+    #: An app on the served IdP's database and issuer: the operator's commands run here.
+    operator: object
+    #: A registered resource server's client_id, and its (client_id, secret) for requests.
+    client_id: str
+    auth: tuple
+    #: An organization's API key: its id and raw value.
+    key_id: str
+    raw_key: str
+
+
+def served_world(make_app, url: str) -> ServedWorld:
+    """A resource server and an API key made beside the IdP served at ``url``."""
+    operator = make_app(IDP_ISSUER=url)
+    factory = AppFactory(operator)
+    server = factory.resource_server("Leads API")
+    key_id, raw_key = factory.key(factory.org())
+    return ServedWorld(operator, server["client_id"],
+                       (server["client_id"], server["client_secret"]), key_id, raw_key)
 
 
 def new_stream(client, rs: dict, **body) -> dict:

@@ -9,19 +9,15 @@ import pytest
 import requests
 
 from idp.core.ssf_events import access_paused
-from tests.factories import AppFactory
 from tests.ssf_support import decode
+from tests.ssf_support import served_world
 
 pytestmark = pytest.mark.live
 
 
 def test_a_receiver_long_polls_a_real_server_and_verifies_its_set(live_server, make_app):
     # Same database and issuer as the server: the operator's commands run beside it.
-    operator = make_app(IDP_ISSUER=live_server.url)
-    factory = AppFactory(operator)
-    rs = factory.resource_server("Leads API")
-    auth = (rs["client_id"], rs["client_secret"])
-    key_id, _ = factory.key(factory.org())
+    operator, client_id, auth, key_id, _ = served_world(make_app, live_server.url)
 
     meta = requests.get(live_server.url + "/.well-known/ssf-configuration", timeout=5).json()
     created = requests.post(meta["configuration_endpoint"], json={}, auth=auth, timeout=5)
@@ -44,12 +40,12 @@ def test_a_receiver_long_polls_a_real_server_and_verifies_its_set(live_server, m
 
     claims = decode(token, requests.get(meta["jwks_uri"], timeout=5).json()).claims
     assert (claims["iss"], claims["aud"], claims["jti"], claims["stream_seq"]) == (
-        live_server.url, rs["client_id"], jti, 1)
+        live_server.url, client_id, jti, 1)
     assert claims["sub_id"] == {"format": "opaque", "id": key_id}
     assert claims["events"][access_paused(live_server.url)]["reason"] == "api_key_disabled"
 
     acked = requests.post(poll_url, json={"ack": [jti], "returnImmediately": True}, auth=auth,
                           timeout=5)
     assert acked.json() == {"sets": {}, "moreAvailable": False}
-    refused = requests.post(poll_url, json={}, auth=(rs["client_id"], "wrong"), timeout=5)
+    refused = requests.post(poll_url, json={}, auth=(client_id, "wrong"), timeout=5)
     assert refused.status_code == 401 and refused.json()["err"] == "invalid_client"

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from idp.core.ssf_events import access_paused
 from idp.infra.extensions import db
 from idp.store.models.ssf import SsfStream
-from tests.factories import AppFactory
 from tests.helpers import free_port
 from tests.ssf_support import PUSH
 from tests.ssf_support import decode
+from tests.ssf_support import served_world
 from tests.tls_rig import HOST
 
 pytestmark = [pytest.mark.live, pytest.mark.tls]
@@ -87,11 +87,7 @@ def _access_line(rig, path_part: str) -> str:
 
 
 def test_long_polls_wait_in_the_events_pool_while_the_idp_pool_answers(tls_rig, make_app):
-    operator = make_app(IDP_ISSUER=tls_rig.url)
-    factory = AppFactory(operator)
-    rs = factory.resource_server("Leads API")
-    auth = (rs["client_id"], rs["client_secret"])
-    key_id, raw_key = factory.key(factory.org())
+    operator, client_id, auth, key_id, raw_key = served_world(make_app, tls_rig.url)
     meta = _metadata(tls_rig)
 
     poll_urls = {}
@@ -135,7 +131,7 @@ def test_long_polls_wait_in_the_events_pool_while_the_idp_pool_answers(tls_rig, 
         [(jti, token)] = answer.json()["sets"].items()
         claims = decode(token, jwks).claims
         assert (claims["iss"], claims["aud"], claims["jti"], claims["stream_seq"]) == (
-            tls_rig.url, rs["client_id"], jti, 1)
+            tls_rig.url, client_id, jti, 1)
         assert claims["sub_id"] == {"format": "opaque", "id": key_id}
         assert claims["events"][access_paused(tls_rig.url)]["reason"] == "api_key_disabled"
         # The events pool got nginx's headers too: its answer carries nginx's request id.
@@ -192,11 +188,7 @@ class HttpsReceiver:
 
 
 def test_a_deliver_process_pushes_to_a_receiver_over_https(tls_rig, make_app, tmp_path):
-    operator = make_app(IDP_ISSUER=tls_rig.url)
-    factory = AppFactory(operator)
-    rs = factory.resource_server("Leads API")
-    auth = (rs["client_id"], rs["client_secret"])
-    key_id, _ = factory.key(factory.org())
+    operator, client_id, auth, key_id, _ = served_world(make_app, tls_rig.url)
     meta = _metadata(tls_rig)
     authorization = "Bearer rcv-" + "0123456789abcdef" * 2
     output = tmp_path / "deliver.log"
@@ -230,7 +222,7 @@ def test_a_deliver_process_pushes_to_a_receiver_over_https(tls_rig, make_app, tm
     assert sent_authorization == authorization
     claims = decode(token, requests.get(meta["jwks_uri"], timeout=10).json()).claims
     assert (claims["iss"], claims["aud"], claims["stream_seq"]) == (
-        tls_rig.url, rs["client_id"], 1)
+        tls_rig.url, client_id, 1)
     assert claims["sub_id"] == {"format": "opaque", "id": key_id}
     listed = tls_rig.flask("ssf", "streams", "--json", stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
